@@ -1,0 +1,272 @@
+"""Typed configuration: dataclasses, YAML loading and ``key.sub=value`` command-line overrides.
+
+Every field is documented in README.md ("Config reference"). Unknown keys are errors that list the valid ones.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields, is_dataclass
+from pathlib import Path
+from typing import Any, get_type_hints
+
+import yaml
+
+from .errors import ConfigError
+
+METHODS = ("amdim", "tvdim", "tvdim-nce", "clip", "random", "supervised")
+
+
+@dataclass
+class DataConfig:
+    """Where pretraining / evaluation data come from.
+
+    ``format`` selects the reader: ``synthetic`` (built-in generator), ``csv`` / ``tsv`` / ``jsonl``
+    (``path`` = table file, ``root`` = image folder), ``coco`` (captions JSON), ``karpathy``
+    (``dataset_coco.json`` style), ``wds`` (WebDataset shards; ``path`` may use brace notation),
+    ``imagefolder`` (labelled tree, evaluation), ``cifar10`` / ``cifar100`` / ``stl10`` (torchvision).
+    """
+
+    format: str = "synthetic"
+    path: str = ""  # train file / shard pattern (or folder for imagefolder / torchvision root)
+    root: str = ""  # image root for table formats
+    eval_train_path: str = ""  # labelled train set for probes (defaults to ``path`` with split 'train')
+    eval_test_path: str = ""  # labelled test set for probes / retrieval
+    image_key: str = "filepath"
+    caption_key: str = "title"
+    label_key: str = ""
+    separator: str = ","
+    text_key: str = "txt"  # WebDataset: extension (txt) or json field (json:caption)
+    label_ext: str = "cls"
+    num_samples: int = 0  # 0 = from sizes.json / stats / len(dataset)
+    shuffle_buffer: int = 1000
+    resampled: bool = False
+    paired_fraction: float = 1.0  # fraction of training images that keep their captions
+    caption_noise: float = 0.0  # fraction of captions swapped with random others (on the fly, seeded)
+    max_bad_fraction: float = 0.05  # stop when more than this fraction of samples is unusable
+    max_image_pixels: int = 89_478_485  # PIL's decompression-bomb limit
+    workers: int = 0
+    # synthetic generator
+    synth_train: int = 4000
+    synth_test: int = 1000
+    synth_seed: int = 0
+    synth_objects: int = 3
+    synth_swap: float = 0.0  # caption swap rate p baked into the synthetic captions
+    synth_corrupt: float = 0.0  # attribute corruption rate
+    synth_distract: float = 0.0  # probability of an irrelevant sentence
+
+
+@dataclass
+class ModelConfig:
+    image_size: int = 32  # 32, 64 or 128
+    ndf: int = 128
+    n_rkhs: int = 1024
+    n_depth: int = 3
+    use_bn: bool = False
+    channels_last: bool = True
+
+
+@dataclass
+class TextConfig:
+    vocab_size: int = 2000
+    max_len: int = 32
+    dim: int = 256
+    layers: int = 2
+    heads: int = 4
+    dropout: float = 0.1
+    pooling: str = "mean"  # mean | cls
+    tokenizer_path: str = ""  # reuse a trained tokenizer.json instead of training one
+
+
+@dataclass
+class LossConfig:
+    inter: str = "rank"  # rank | nce | none (set by the method)
+    lam: float = 1.0  # lambda weight of L_inter
+    margin: float = 0.2
+    hinge: str = "sum"  # sum | max | logistic
+    gamma: float = 2.0  # logistic ranking scale
+    temperature: float = 0.1  # InfoNCE image-text temperature (cosine scores)
+    local: bool = False  # add global-to-local image-text terms
+    nce_tclip: float = 20.0
+    nce_reg: float = 0.05
+    chunk_size: int = 0  # >0: compute NCE score matrices in chunks of this many source rows
+
+
+@dataclass
+class OptimConfig:
+    lr: float = 2e-4
+    betas: tuple[float, float] = (0.8, 0.999)
+    weight_decay: float = 1e-5
+    eps: float = 1e-8
+    warmup_steps: int = 500
+    decay_at: float = 0.8  # fraction of training after which lr is multiplied by decay_factor
+    decay_factor: float = 0.2
+    text_grad_clip: float = 1.0  # 0 disables
+    probe_lr: float = 1e-3
+
+
+@dataclass
+class TrainConfig:
+    method: str = "tvdim"
+    steps: int = 1000
+    batch_size: int = 200
+    seed: int = 0
+    device: str = "auto"  # auto | cpu | cuda | cuda:N
+    precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
+    compile: bool = False
+    out_dir: str = "runs/tvdim"
+    log_every: int = 10
+    ckpt_every: int = 200
+    probe_task: str = ""  # label used by the online probe ('' = every label present)
+    progress: bool = True
+
+
+@dataclass
+class EvalConfig:
+    linear_epochs: int = 30
+    mlp_epochs: int = 30
+    probe_batch: int = 256
+    probe_lr: float = 1e-3
+    knn_k: int = 20
+    retrieval_max: int = 1000  # retrieval is scored on at most this many held-out pairs
+
+
+@dataclass
+class Config:
+    data: DataConfig = field(default_factory=DataConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    text: TextConfig = field(default_factory=TextConfig)
+    loss: LossConfig = field(default_factory=LossConfig)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+
+    def to_dict(self) -> dict[str, Any]:
+        return to_plain(self)
+
+
+def to_plain(obj: Any) -> Any:
+    """Dataclass -> nested dict of plain Python values (tuples become lists): safe for YAML / weights_only."""
+    if is_dataclass(obj):
+        return {f.name: to_plain(getattr(obj, f.name)) for f in fields(obj)}
+    if isinstance(obj, (list, tuple)):
+        return [to_plain(v) for v in obj]
+    return obj
+
+
+def _coerce(value: Any, typ: Any, where: str) -> Any:
+    origin = getattr(typ, "__origin__", None)
+    try:
+        if typ is bool:
+            if isinstance(value, str):
+                low = value.strip().lower()
+                if low in ("1", "true", "yes", "on"):
+                    return True
+                if low in ("0", "false", "no", "off"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if typ in (int, float, str):
+            if typ is int and isinstance(value, float) and not value.is_integer():
+                raise ValueError(value)
+            return typ(value)
+        if origin is tuple:
+            if isinstance(value, str):
+                value = yaml.safe_load(value)
+            args = typ.__args__
+            return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"config key '{where}': cannot use {value!r} as {getattr(typ, '__name__', typ)}") from exc
+    return value
+
+
+def _apply(obj: Any, data: dict[str, Any], prefix: str = "") -> None:
+    hints = get_type_hints(type(obj))
+    valid = [f.name for f in fields(obj)]
+    for key, value in data.items():
+        where = f"{prefix}{key}"
+        if key not in valid:
+            raise ConfigError(f"unknown config key '{where}'; valid keys here: {', '.join(valid)}")
+        current = getattr(obj, key)
+        if is_dataclass(current):
+            if not isinstance(value, dict):
+                raise ConfigError(f"config key '{where}' is a section; give a mapping, not {value!r}")
+            _apply(current, value, where + ".")
+        else:
+            setattr(obj, key, _coerce(value, hints[key], where))
+
+
+def parse_override(text: str) -> dict[str, Any]:
+    """``"train.steps=10"`` -> ``{"train": {"steps": 10}}`` (value parsed as YAML)."""
+    if "=" not in text:
+        raise ConfigError(f"override '{text}' must look like section.key=value")
+    key, raw = text.split("=", 1)
+    value = yaml.safe_load(raw) if raw != "" else ""
+    out: dict[str, Any] = {}
+    node = out
+    parts = key.strip().split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = value
+    return out
+
+
+def validate(cfg: Config) -> Config:
+    if cfg.train.method not in METHODS:
+        raise ConfigError(f"unknown method '{cfg.train.method}'; valid methods: {', '.join(METHODS)}")
+    if cfg.model.image_size not in (32, 64, 128):
+        raise ConfigError(f"model.image_size must be 32, 64 or 128, got {cfg.model.image_size}")
+    choices = {"loss.hinge": (cfg.loss.hinge, ("sum", "max", "logistic")),
+               "loss.inter": (cfg.loss.inter, ("rank", "nce", "none")),
+               "text.pooling": (cfg.text.pooling, ("mean", "cls")),
+               "train.precision": (cfg.train.precision, ("auto", "fp32", "bf16", "fp16"))}
+    for key, (value, allowed) in choices.items():
+        if value not in allowed:
+            raise ConfigError(f"config key '{key}' = {value!r}; valid values: {', '.join(allowed)}")
+    if cfg.train.steps < 1 or cfg.train.batch_size < 2:
+        raise ConfigError("train.steps must be >= 1 and train.batch_size >= 2 (contrastive losses need negatives)")
+    if not 0.0 <= cfg.data.paired_fraction <= 1.0:
+        raise ConfigError(f"data.paired_fraction must be in [0, 1], got {cfg.data.paired_fraction}")
+    return cfg
+
+
+def merge(cfg: Config, data: dict[str, Any]) -> Config:
+    _apply(cfg, data)
+    return cfg
+
+
+def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
+                base: dict[str, Any] | None = None) -> Config:
+    """Build a :class:`Config`: defaults <- ``base`` <- YAML file <- ``overrides`` (``a.b=value`` strings)."""
+    cfg = Config()
+    if base:
+        _apply(cfg, base)
+    if path:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"config file not found: {p}")
+        try:
+            data = yaml.safe_load(p.read_text()) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
+        if not isinstance(data, dict):
+            raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(data).__name__}")
+        _apply(cfg, data)
+    for text in overrides or []:
+        _apply(cfg, parse_override(text))
+    return validate(cfg)
+
+
+def from_dict(data: dict[str, Any]) -> Config:
+    cfg = Config()
+    _apply(cfg, data)
+    return validate(cfg)
+
+
+def replace(cfg: Config, **sections: dict[str, Any]) -> Config:
+    """Copy of ``cfg`` with some section fields replaced: ``replace(cfg, train={"method": "amdim"})``."""
+    new = from_dict(to_plain(cfg))
+    _apply(new, sections)
+    return validate(new)
+
+
+__all__ = ["Config", "DataConfig", "ModelConfig", "TextConfig", "LossConfig", "OptimConfig", "TrainConfig",
+           "EvalConfig", "load_config", "from_dict", "replace", "to_plain", "METHODS"]

@@ -1,0 +1,116 @@
+"""COCO captions JSON and Karpathy-split JSON -> map-style datasets of :class:`Sample`.
+
+COCO: ``{"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"}]}``; images are
+``root/file_name`` (``root`` defaults to the JSON's folder).
+
+Karpathy (``dataset_coco.json`` / ``dataset_flickr30k.json``): ``{"images": [{"filename", "filepath"?, "split",
+"sentences": [{"raw"}]}]}``; images are ``root/filepath/filename``. ``split`` selects ``train`` (which also takes
+``restval``), ``val`` or ``test``.
+"""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any, Iterator
+
+from torch.utils.data import Dataset
+
+from ...errors import DataError
+from ..sample import BadSample, Sample
+from .images import clean_captions, decode_image
+
+KARPATHY_SPLITS = {"train": ("train", "restval"), "val": ("val",), "test": ("test",), "restval": ("restval",)}
+
+
+def _load_json(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
+    if not path.is_file():
+        raise DataError(f"annotation file not found: {path}")
+    try:
+        data = json.loads(path.read_text(encoding="utf-8", errors="replace"))
+    except json.JSONDecodeError as exc:
+        raise DataError(f"{path} is not valid JSON: {exc}") from exc
+    if not isinstance(data, dict):
+        raise DataError(f"{path}: expected a JSON object with keys {', '.join(keys)}, got {type(data).__name__}")
+    missing = [k for k in keys if k not in data]
+    if missing:
+        raise DataError(f"{path}: missing key(s) {', '.join(missing)}; keys found: {', '.join(data) or '(none)'}")
+    return data
+
+
+class _CaptionFile(Dataset):
+    """Shared map-style logic: ``self.items`` = list of (key, image path, raw captions)."""
+
+    items: list[tuple[str, Path, list[Any]]]
+
+    def __init__(self, max_pixels: int, draft_size: int | None, require_caption: bool) -> None:
+        self.max_pixels, self.draft_size, self.require_caption = max_pixels, draft_size, require_caption
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def iter_captions(self) -> Iterator[str]:
+        for _, _, caps in self.items:
+            yield from clean_captions(caps)
+
+    def __getitem__(self, i: int) -> Sample | BadSample:
+        key, path, raw = self.items[i]
+        caps = clean_captions(raw)
+        if self.require_caption and not caps:
+            return BadSample(key, "no non-empty caption")
+        img = decode_image(path, key, self.max_pixels, self.draft_size)
+        return img if isinstance(img, BadSample) else Sample(key, img, caps, {})
+
+
+class CocoCaptions(_CaptionFile):
+    """COCO captions JSON; one sample per image (all its captions), in ``images`` order."""
+
+    def __init__(self, path: str | Path, root: str | Path = "", max_pixels: int = 89_478_485,
+                 draft_size: int | None = None, require_caption: bool = True) -> None:
+        super().__init__(max_pixels, draft_size, require_caption)
+        self.path = Path(path)
+        root_p = Path(root) if root else self.path.parent
+        data = _load_json(self.path, ("images", "annotations"))
+        caps: dict[Any, list[Any]] = {}
+        for n, ann in enumerate(data["annotations"]):
+            if not isinstance(ann, dict) or "image_id" not in ann:
+                raise DataError(f"{self.path}: annotations[{n}] has no 'image_id'; found: {ann!r:.120}")
+            caps.setdefault(ann["image_id"], []).append(ann.get("caption"))
+        self.items = []
+        for n, im in enumerate(data["images"]):
+            if not isinstance(im, dict) or "file_name" not in im or "id" not in im:
+                keys = ", ".join(im) if isinstance(im, dict) else type(im).__name__
+                raise DataError(f"{self.path}: images[{n}] needs 'id' and 'file_name'; keys found: {keys}")
+            self.items.append((str(im["file_name"]), root_p / str(im["file_name"]), caps.get(im["id"], [])))
+        if not self.items:
+            raise DataError(f"no samples in {self.path} ('images' is empty)")
+
+
+class KarpathyCaptions(_CaptionFile):
+    """Karpathy-split JSON; ``split`` in train (train+restval) | val | test | restval."""
+
+    def __init__(self, path: str | Path, split: str = "train", root: str | Path = "", max_pixels: int = 89_478_485,
+                 draft_size: int | None = None, require_caption: bool = True) -> None:
+        super().__init__(max_pixels, draft_size, require_caption)
+        if split not in KARPATHY_SPLITS:
+            raise DataError(f"unknown Karpathy split '{split}'; valid: {', '.join(KARPATHY_SPLITS)}")
+        self.path, self.split = Path(path), split
+        root_p = Path(root) if root else self.path.parent
+        data = _load_json(self.path, ("images",))
+        wanted = KARPATHY_SPLITS[split]
+        self.items, found = [], set()
+        for n, im in enumerate(data["images"]):
+            if not isinstance(im, dict) or "filename" not in im:
+                keys = ", ".join(im) if isinstance(im, dict) else type(im).__name__
+                raise DataError(f"{self.path}: images[{n}] has no 'filename'; keys found: {keys}")
+            found.add(str(im.get("split")))
+            if im.get("split") not in wanted:
+                continue
+            rel = Path(str(im.get("filepath", ""))) / str(im["filename"])
+            raw = [s.get("raw") if isinstance(s, dict) else s for s in im.get("sentences", [])]
+            self.items.append((rel.as_posix(), root_p / rel, raw))
+        if not self.items:
+            raise DataError(f"no samples with split {'/'.join(wanted)} in {self.path}; splits found: "
+                            f"{', '.join(sorted(found)) or '(none)'}")
+
+
+__all__ = ["CocoCaptions", "KarpathyCaptions", "KARPATHY_SPLITS"]

@@ -1,0 +1,311 @@
+"""WebDataset tar shards, streamed: :class:`WdsStream` (training) plus shared helpers.
+
+Shards are named by a pattern with brace notation (``data/train-{000000..000099}.tar``; several patterns joined
+with ``::``), expanded with :func:`webdataset.shardlists.expand_urls`. Tars are read here with :mod:`tarfile`
+in streaming mode (``r|*``, so ``.tar.gz`` works too) instead of webdataset's ``tarfile_to_samples``, because
+every failure must be *counted* per shard: a truncated / unreadable tar, an empty shard or a missing shard file
+is yielded as a :class:`BadSample` whose key is the shard path (one bad item per failure), and the samples
+before the failure are kept. Local files only (no ``pipe:`` / http urls).
+
+Samples are groups of members sharing a key (``KEY.jpg``, ``KEY.txt``, ``KEY.cls``, ``KEY.json``):
+* image: first of ``jpg | jpeg | png | webp``;
+* text: ``text_key`` = an extension (``txt``) or ``json:FIELD`` (``json:captions``; a list gives several
+  captions); ``""`` / ``none`` = no text. If the first :data:`TEXT_CHECK_N` samples of a shard (or all of a
+  shorter shard) lack the configured text, :class:`DataError` names the configured key and the keys found;
+* label: ``{key}.{label_ext}`` (integer text) -> ``labels={"label": int}`` when present.
+
+Counts: ``sizes.json`` in the shard folder (``{"shard.tar": n}``) or img2dataset's ``{shard}_stats.json``
+(field ``successes``), see :func:`shard_sizes`.
+"""
+from __future__ import annotations
+
+import json
+import math
+import random
+import re
+import tarfile
+import zlib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+from torch.utils.data import IterableDataset, get_worker_info
+from webdataset.shardlists import expand_urls as _wds_expand
+
+from ...errors import DataError
+from ..sample import BadSample, Sample
+from .images import clean_captions, decode_image, decode_text
+
+WDS_IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
+TEXT_CHECK_N = 16
+_KEY_RE = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
+Group = tuple[str, dict[str, bytes]]  # (key, ext -> bytes)
+
+
+def expand_urls(pattern: str | list[str]) -> list[str]:
+    """Brace / ``::`` pattern (or a folder -> its ``*.tar`` files, sorted) -> list of shard paths."""
+    if isinstance(pattern, (list, tuple)):
+        return [u for p in pattern for u in expand_urls(p)]
+    if not pattern:
+        raise DataError("no WebDataset shards given (data.path is empty)")
+    if Path(pattern).is_dir():
+        urls = sorted(str(p) for p in Path(pattern).glob("*.tar"))
+        if not urls:
+            raise DataError(f"folder {pattern} holds no *.tar shards")
+        return urls
+    return list(_wds_expand(pattern))
+
+
+def shard_sizes(urls: list[str]) -> dict[str, int] | None:
+    """Sample count per shard from ``sizes.json`` or ``*_stats.json`` next to it; ``None`` if any is unknown."""
+    cache: dict[Path, dict] = {}
+    out: dict[str, int] = {}
+    for url in urls:
+        p = Path(url)
+        if p.parent not in cache:
+            f = p.parent / "sizes.json"
+            try:
+                cache[p.parent] = json.loads(f.read_text()) if f.is_file() else {}
+            except (OSError, json.JSONDecodeError):
+                cache[p.parent] = {}
+        sizes = cache[p.parent]
+        if p.name in sizes:
+            out[url] = int(sizes[p.name])
+            continue
+        stats = p.parent / (p.name.split(".")[0] + "_stats.json")
+        try:
+            out[url] = int(json.loads(stats.read_text())["successes"])
+        except (OSError, KeyError, ValueError, TypeError):
+            return None
+    return out
+
+
+def split_key(name: str) -> tuple[str, str] | None:
+    """``dir/KEY.ext.more`` -> (``dir/KEY``, ``ext.more``) as webdataset does; None for meta / odd names."""
+    m = _KEY_RE.match(name)
+    if not m or Path(name).name.startswith("__"):
+        return None
+    return m.group(1), m.group(2).lower()
+
+
+def iter_tar_groups(url: str) -> Iterator[Group | BadSample]:
+    """Stream one shard as (key, {ext: bytes}) groups; failures become a :class:`BadSample` keyed by the shard."""
+    path = Path(url)
+    if not path.is_file():
+        yield BadSample(url, "missing shard file")
+        return
+    if path.stat().st_size == 0:
+        yield BadSample(url, "empty shard (0 bytes)")
+        return
+    key, files, n = None, {}, 0
+    try:
+        with tarfile.open(url, mode="r|*") as tf:
+            for ti in tf:
+                if not ti.isfile():
+                    continue
+                parts = split_key(ti.name)
+                if parts is None:
+                    continue
+                data = tf.extractfile(ti).read()  # type: ignore[union-attr]
+                if parts[0] != key:
+                    if key is not None:
+                        n += 1
+                        yield key, files
+                    key, files = parts[0], {}
+                files[parts[1]] = data
+    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        if key is not None:
+            n += 1
+            yield key, files
+        yield BadSample(url, f"truncated or unreadable tar after {n} samples: {type(exc).__name__}: {exc}")
+        return
+    if key is not None:
+        n += 1
+        yield key, files
+    if n == 0:
+        yield BadSample(url, "empty shard (no samples)")
+
+
+@dataclass
+class WdsDecoder:
+    """Picklable (key, files) -> :class:`Sample` | :class:`BadSample` conversion."""
+
+    text_key: str = "txt"
+    label_ext: str = "cls"
+    require_text: bool = True
+    max_pixels: int = 89_478_485
+    draft_size: int | None = None
+
+    @property
+    def text_ext(self) -> str:
+        return self.text_key.split(":", 1)[0] if self.text_key not in ("", "none") else ""
+
+    def raw_text(self, files: dict[str, bytes]) -> list | str | bytes | None:
+        """The configured text value or ``None`` if absent (json field missing counts as absent)."""
+        ext = self.text_ext
+        if not ext or ext not in files:
+            return None
+        if ":" not in self.text_key:
+            return files[ext]
+        try:
+            obj = json.loads(decode_text(files[ext]))
+        except json.JSONDecodeError:
+            return None
+        value = obj.get(self.text_key.split(":", 1)[1]) if isinstance(obj, dict) else None
+        return value
+
+    def found_keys(self, files: dict[str, bytes]) -> list[str]:
+        """Member extensions, plus ``json:FIELD`` for the fields of a JSON member."""
+        out = sorted(files)
+        if "json" in files:
+            try:
+                obj = json.loads(decode_text(files["json"]))
+                out += [f"json:{k}" for k in obj] if isinstance(obj, dict) else []
+            except json.JSONDecodeError:
+                pass
+        return out
+
+    def check_text(self, url: str, groups: list[Group]) -> None:
+        """DataError when every group in ``groups`` (the first ones of a shard) lacks the configured text."""
+        if not self.require_text or not self.text_ext or not groups:
+            return
+        if all(self.raw_text(f) is None for _, f in groups):
+            found = sorted({k for _, f in groups for k in self.found_keys(f)})
+            raise DataError(f"{url}: none of the first {len(groups)} samples has text key '{self.text_key}' "
+                            f"(data.text_key); keys found: {', '.join(found)}")
+
+    def __call__(self, url: str, key: str, files: dict[str, bytes]) -> Sample | BadSample:
+        bad_key = f"{Path(url).name}/{key}"
+        ext = next((e for e in WDS_IMAGE_EXTS if e in files), None)
+        if ext is None:
+            return BadSample(bad_key, f"no image (keys found: {', '.join(sorted(files))})")
+        raw = self.raw_text(files)
+        caps = [] if raw is None else clean_captions(raw if isinstance(raw, list) else [raw])
+        if self.require_text and self.text_ext and not caps:
+            what = "no text" if raw is None else "only empty captions"
+            return BadSample(bad_key, f"{what} for text key '{self.text_key}' (keys found: {', '.join(sorted(files))})")
+        labels: dict[str, int] = {}
+        if self.label_ext and self.label_ext in files:
+            try:
+                labels["label"] = int(decode_text(files[self.label_ext]).strip())
+            except ValueError:
+                return BadSample(bad_key, f"label .{self.label_ext} is not an integer: {files[self.label_ext][:20]!r}")
+        img = decode_image(files[ext], bad_key, self.max_pixels, self.draft_size)
+        return img if isinstance(img, BadSample) else Sample(key, img, caps, labels)
+
+
+def checked_groups(url: str, decoder: "WdsDecoder") -> Iterator[Group | BadSample]:
+    """:func:`iter_tar_groups` after checking the shard's first groups carry the configured text key."""
+    it = iter_tar_groups(url)
+    head: list[Group | BadSample] = []
+    for item in it:
+        head.append(item)
+        if isinstance(item, BadSample) or len(head) >= TEXT_CHECK_N:
+            break
+    decoder.check_text(url, [g for g in head if not isinstance(g, BadSample)])
+    yield from head
+    yield from it
+
+
+def iter_shard(url: str, decoder: "WdsDecoder", keep: tuple[int, int] = (0, 1)) -> Iterator[Sample | BadSample]:
+    """Decoded samples of one shard; ``keep=(i, n)`` keeps only groups with index % n == i (shard errors
+    are yielded by the reader with i == 0 only)."""
+    idx = 0
+    for item in checked_groups(url, decoder):
+        if isinstance(item, BadSample):
+            if keep[0] == 0:
+                yield item
+            continue
+        if idx % keep[1] == keep[0]:
+            yield decoder(url, *item)
+        idx += 1
+
+
+def dist_info() -> tuple[int, int, int, int]:
+    """(rank, world_size, worker id, num_workers) from torch.distributed (when initialised) and the loader."""
+    rank, world = 0, 1
+    try:
+        import torch.distributed as dist
+        if dist.is_available() and dist.is_initialized():
+            rank, world = dist.get_rank(), dist.get_world_size()
+    except ImportError:  # pragma: no cover
+        pass
+    info = get_worker_info()
+    return rank, world, (info.id if info else 0), (info.num_workers if info else 1)
+
+
+class WdsStream(IterableDataset):
+    """Streaming training reader over WebDataset shards (yields :class:`Sample` | :class:`BadSample`).
+
+    * ``shuffle``: shard order shuffled per epoch (same permutation on every rank/worker, seeded by
+      ``seed + epoch``) and samples passed through a ``shuffle_buffer``-sized buffer.
+    * Splitting: the shard list is divided among ``world_size * num_workers`` readers (rank-major); when there
+      are fewer shards than readers, every reader streams all shards and keeps every n-th sample instead.
+    * ``resampled``: each reader draws shards with replacement forever and stops after its share of
+      ``num_samples`` (fixed-length epochs); without it every shard is read once per epoch.
+    * Call :meth:`set_epoch` each epoch when using data-loader workers (workers get copies of this object).
+    """
+
+    def __init__(self, pattern: str | list[str], decoder: WdsDecoder, shuffle: bool = True,
+                 shuffle_buffer: int = 1000, resampled: bool = False, num_samples: int = 0, seed: int = 0) -> None:
+        self.pattern = pattern if isinstance(pattern, str) else "::".join(pattern)
+        self.urls = expand_urls(pattern)
+        if not any(Path(u).is_file() for u in self.urls):
+            raise DataError(f"no shard of {self.pattern} exists (first expanded: {self.urls[0]})")
+        self.decoder, self.shuffle, self.shuffle_buffer = decoder, shuffle, max(1, shuffle_buffer)
+        self.resampled, self.seed, self.epoch = resampled, seed, 0
+        sizes = shard_sizes(self.urls)
+        self.total = num_samples or (sum(sizes.values()) if sizes else 0)
+        if resampled and not self.total:
+            raise DataError(f"resampled WebDataset {self.pattern} needs data.num_samples (no sizes.json / stats)")
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        if not self.total:
+            raise TypeError(f"unknown length for {self.pattern}: add sizes.json or set data.num_samples")
+        return math.ceil(self.total / dist_info()[1])
+
+    def _raw(self, me: int, n: int) -> Iterator[Sample | BadSample]:
+        urls = list(self.urls)
+        if self.resampled:
+            rng = random.Random(f"{self.seed}-{self.epoch}-{me}-shards")
+            while True:
+                yield from iter_shard(rng.choice(urls), self.decoder)
+        if self.shuffle:
+            random.Random(self.seed + self.epoch).shuffle(urls)
+        if len(urls) >= n:
+            for url in urls[me::n]:
+                yield from iter_shard(url, self.decoder)
+        else:
+            for url in urls:
+                yield from iter_shard(url, self.decoder, keep=(me, n))
+
+    def __iter__(self) -> Iterator[Sample | BadSample]:
+        rank, world, worker, nw = dist_info()
+        me, n = rank * nw + worker, world * nw
+        limit = math.ceil(self.total / n) if self.resampled else None
+        src = self._raw(me, n)
+        if self.shuffle and self.shuffle_buffer > 1:
+            src = _shuffled(src, self.shuffle_buffer, random.Random(f"{self.seed}-{self.epoch}-{me}-buf"))
+        for count, item in enumerate(src):
+            if limit is not None and count >= limit:
+                break
+            yield item
+
+
+def _shuffled(items: Iterator, size: int, rng: random.Random) -> Iterator:
+    buf: list = []
+    for item in items:
+        buf.append(item)
+        if len(buf) >= size:
+            j = rng.randrange(len(buf))
+            buf[j], buf[-1] = buf[-1], buf[j]
+            yield buf.pop()
+    rng.shuffle(buf)
+    yield from buf
+
+
+__all__ = ["WdsStream", "WdsDecoder", "expand_urls", "shard_sizes", "iter_tar_groups", "iter_shard", "dist_info",
+           "checked_groups", "split_key", "WDS_IMAGE_EXTS", "TEXT_CHECK_N"]

@@ -1,0 +1,173 @@
+"""From :class:`Sample` records to training / evaluation batches.
+
+Map-style sources get exact, resumable order: :class:`ResumableSampler` yields ``epoch * N + index`` codes and
+:class:`PretrainDataset` seeds each sample's augmentation from ``(seed, epoch, index)``, so a resumed run sees the
+same views as an uninterrupted one, with any number of workers. Streaming sources (WebDataset) are wrapped by
+:class:`StreamingPretrainDataset`.
+"""
+from __future__ import annotations
+
+import hashlib
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.data import Dataset, IterableDataset, Sampler
+
+from ..errors import DataError
+from .sample import BadSample, Sample
+from .transforms import TwoViews, eval_transform
+
+
+def _seed(*parts: object) -> int:
+    return int.from_bytes(hashlib.blake2b(repr(parts).encode(), digest_size=8).digest(), "little") >> 1
+
+
+def keeps_caption(index: int, fraction: float, seed: int) -> bool:
+    """Deterministic per-image decision for partially paired data (same images keep captions on resume)."""
+    return fraction >= 1.0 or (_seed(seed, index, 7) % 1_000_000) < fraction * 1_000_000
+
+
+@dataclass
+class PretrainItem:
+    """One training example: two views, one caption ('' when none) and labels (-1 = unknown)."""
+
+    x1: torch.Tensor
+    x2: torch.Tensor
+    caption: str
+    labels: dict[str, int]
+    key: str
+    skipped: list[tuple[str, str]] = field(default_factory=list)  # unusable samples replaced by this one
+
+
+def to_item(sample: Sample | BadSample, views: TwoViews, rng_seed: int, index: int, paired_fraction: float,
+            data_seed: int) -> PretrainItem | BadSample:
+    if isinstance(sample, BadSample):
+        return sample
+    py_state, torch_state = random.getstate(), torch.get_rng_state()
+    try:  # seed the augmentation of this sample, restore the caller's RNG afterwards
+        random.seed(rng_seed)
+        torch.default_generator.manual_seed(rng_seed)  # CPU generator only
+        x1, x2 = views(sample.image)
+        caption = random.choice(sample.captions) if sample.captions else ""
+    finally:
+        random.setstate(py_state)
+        torch.set_rng_state(torch_state)
+    if not keeps_caption(index, paired_fraction, data_seed):
+        caption = ""
+    return PretrainItem(x1, x2, caption, dict(sample.labels), sample.key)
+
+
+class PretrainDataset(Dataset):
+    """Map-style pretraining data over a map-style source; index codes come from :class:`ResumableSampler`."""
+
+    def __init__(self, source: Any, image_size: int, seed: int = 0, paired_fraction: float = 1.0) -> None:
+        self.source, self.views, self.seed, self.paired_fraction = source, TwoViews(image_size), seed, paired_fraction
+        self.n = len(source)
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, code: int) -> PretrainItem:
+        """An unusable sample is replaced by the next usable one (so batches keep their size on every rank)."""
+        epoch, index = divmod(int(code), self.n)
+        skipped: list[tuple[str, str]] = []
+        for k in range(min(self.n, self.MAX_TRIES)):
+            i = (index + k) % self.n
+            item = to_item(self.source[i], self.views, _seed(self.seed, epoch, i), i, self.paired_fraction, self.seed)
+            if isinstance(item, BadSample):
+                skipped.append((item.key, item.reason))
+                continue
+            item.skipped = skipped
+            return item
+        raise DataError(f"{len(skipped)} consecutive unusable samples from index {index}; first: {skipped[:3]}")
+
+    MAX_TRIES = 64
+
+
+class StreamingPretrainDataset(IterableDataset):
+    """Pretraining data over a streaming source (an iterable of Samples, e.g. WebDataset shards)."""
+
+    def __init__(self, source: Any, image_size: int, seed: int = 0, paired_fraction: float = 1.0) -> None:
+        self.source, self.views, self.seed, self.paired_fraction = source, TwoViews(image_size), seed, paired_fraction
+        self.epoch = 0
+
+    def __iter__(self) -> Iterator[PretrainItem]:
+        info = torch.utils.data.get_worker_info()
+        wid = info.id if info else 0
+        skipped: list[tuple[str, str]] = []
+        while True:  # endless: the loop decides when to stop
+            for i, sample in enumerate(self.source):
+                key_hash = _seed(sample.key) if hasattr(sample, "key") else i
+                item = to_item(sample, self.views, _seed(self.seed, self.epoch, wid, i), key_hash,
+                               self.paired_fraction, self.seed)
+                if isinstance(item, BadSample):
+                    skipped.append((item.key, item.reason))
+                    continue
+                item.skipped, skipped = skipped, []
+                yield item
+            self.epoch += 1
+
+
+class ResumableSampler(Sampler[int]):
+    """Endless, per-rank sampler: each epoch a permutation seeded by ``(seed, epoch)``, split across ranks
+    (like ``DistributedSampler`` with drop_last), starting at an arbitrary global batch position for resume.
+
+    Yields codes ``epoch * N + index``.
+    """
+
+    def __init__(self, n: int, batch_size: int, seed: int = 0, rank: int = 0, world_size: int = 1,
+                 start_batch: int = 0) -> None:
+        self.n, self.bs, self.seed, self.rank, self.world = n, batch_size, seed, rank, world_size
+        self.per_epoch = n // (batch_size * world_size)  # full global batches per epoch
+        if self.per_epoch < 1:
+            raise ValueError(f"dataset of {n} samples is smaller than one global batch ({batch_size} x {world_size})")
+        self.start_batch = start_batch
+
+    def __iter__(self) -> Iterator[int]:
+        epoch, b = divmod(self.start_batch, self.per_epoch)
+        while True:
+            g = torch.Generator().manual_seed(_seed(self.seed, epoch))
+            perm = torch.randperm(self.n, generator=g)
+            while b < self.per_epoch:
+                start = (b * self.world + self.rank) * self.bs
+                for idx in perm[start:start + self.bs].tolist():
+                    yield epoch * self.n + idx
+                b += 1
+            epoch, b = epoch + 1, 0
+
+
+class Collator:
+    """Batches PretrainItems (``bad`` lists the unusable samples they replaced); tokenises captions once."""
+
+    def __init__(self, tokenizer: Any | None, tasks: list[str]) -> None:
+        self.tokenizer, self.tasks = tokenizer, tasks
+
+    def __call__(self, good: list[PretrainItem]) -> dict[str, Any]:
+        batch: dict[str, Any] = {"bad": [kr for it in good for kr in it.skipped], "n": len(good)}
+        batch["x1"] = torch.stack([it.x1 for it in good])
+        batch["x2"] = torch.stack([it.x2 for it in good])
+        captions = [it.caption for it in good]
+        batch["has_text"] = torch.tensor([bool(c.strip()) for c in captions])
+        if self.tokenizer is not None:
+            batch["ids"], batch["mask"] = self.tokenizer(captions)
+        batch["labels"] = {t: torch.tensor([it.labels.get(t, -1) for it in good]) for t in self.tasks}
+        return batch
+
+
+class EvalDataset(Dataset):
+    """Map-style labelled evaluation data: ``(image tensor, labels dict, caption)`` with the test transform."""
+
+    def __init__(self, source: Any, image_size: int) -> None:
+        self.source, self.tf = source, eval_transform(image_size)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> Any:
+        s = self.source[i]
+        if isinstance(s, BadSample):
+            return s
+        return self.tf(s.image), dict(s.labels), (s.captions[0] if s.captions else "")

@@ -1,0 +1,76 @@
+"""The method interface: one object owns its encoders, losses and online probes.
+
+The training loop only calls ``method(batch) -> StepOutput`` and sums nothing itself, so every method
+(amdim, tvdim, tvdim-nce, clip, supervised) runs through the same loop, data and evaluation.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+from ..config import Config
+from ..losses import classifier_loss
+from ..models.encoder import AmdimEncoder
+from ..models.text import TextEncoder
+
+
+@dataclass
+class StepOutput:
+    """``loss``: the scalar to back-propagate; ``terms``: named loss terms (detached) for logging;
+    ``metrics``: other numbers to log (e.g. online probe accuracy)."""
+
+    loss: torch.Tensor
+    terms: dict[str, torch.Tensor] = field(default_factory=dict)
+    metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+class Method(nn.Module):
+    """Base class: builds the image encoder, the optional text encoder and one online linear probe per task.
+
+    Args:
+        cfg: the full config. tasks: label name -> number of classes (online probes; may be empty).
+        vocab_size: tokenizer vocabulary size, required when ``uses_text``.
+    """
+
+    name = "base"
+    uses_text = False
+
+    def __init__(self, cfg: Config, tasks: dict[str, int], vocab_size: int | None = None) -> None:
+        super().__init__()
+        m = cfg.model
+        self.cfg = cfg
+        self.image_encoder = AmdimEncoder(m.image_size, m.ndf, m.n_rkhs, m.n_depth, m.use_bn)
+        self.text_encoder: TextEncoder | None = None
+        if self.uses_text:
+            if not vocab_size:
+                raise ValueError(f"method '{self.name}' uses text: give the tokenizer's vocab_size")
+            t = cfg.text
+            self.text_encoder = TextEncoder(vocab_size, m.n_rkhs, t.max_len, t.dim, t.layers, t.heads, t.dropout,
+                                            t.pooling)
+        self.probes = nn.ModuleDict({task: nn.Linear(m.n_rkhs, n) for task, n in tasks.items()})
+
+    def encoder_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained by the method's own losses (everything but the online probes)."""
+        probe_ids = {id(p) for p in self.probes.parameters()}
+        return [p for p in self.parameters() if id(p) not in probe_ids]
+
+    def probe_step(self, feats: torch.Tensor, labels: dict[str, torch.Tensor], out: StepOutput) -> torch.Tensor:
+        """Online linear probes on detached features: returns their summed loss, logs loss and accuracy."""
+        total = feats.new_zeros((), dtype=torch.float32)
+        for task, head in self.probes.items():
+            y = labels.get(task)
+            if y is None:
+                continue
+            logits = head(feats.detach().float())
+            loss = classifier_loss(logits, y)
+            total = total + loss
+            known = y >= 0
+            if bool(known.any()):
+                out.metrics[f"probe_acc/{task}"] = (logits[known].argmax(1) == y[known]).float().mean().detach()
+            out.terms[f"probe/{task}"] = loss.detach()
+        return total
+
+    def forward(self, batch: dict) -> StepOutput:  # pragma: no cover - abstract
+        raise NotImplementedError

@@ -1,0 +1,96 @@
+"""amdim, tvdim, tvdim-nce and clip: one class, switched by which terms are on.
+
+- ``intra``: AMDIM's multi-scale NCE between two views (1->5, 1->7, 5->5, both directions, plus regulariser).
+- ``inter``: image-text term on global features, ``rank`` (margin hinge, TVDIM) or ``nce`` (InfoNCE), applied to
+  both views and averaged, optionally with global-to-local terms. Rows without a caption are skipped.
+Negatives always come from the global batch: features are gathered across ranks with gradients.
+"""
+from __future__ import annotations
+
+import torch
+
+from ..config import Config
+from ..losses import amdim_nce, info_nce_from_scores, random_locations, ranking_loss_from_scores
+from ..losses.scores import global_local_scores
+from ..train.distributed import current, gather_no_grad, gather_with_grad
+from .base import Method, StepOutput
+
+
+class ContrastiveMethod(Method):
+    def __init__(self, cfg: Config, tasks: dict[str, int], vocab_size: int | None = None, *, name: str,
+                 intra: bool, inter: str) -> None:
+        self.name, self.intra, self.inter = name, intra, inter
+        self.uses_text = inter != "none"
+        super().__init__(cfg, tasks, vocab_size)
+
+    # --- loss terms -------------------------------------------------------------------------------------------
+    def intra_terms(self, r1: tuple, r5: tuple, r7: tuple, offset: int) -> dict[str, torch.Tensor]:
+        """AMDIM NCE. ``r1[v]``: ``[B, D]``; ``r5[v]``: ``[B, D, 5, 5]``; ``r7[v]``: ``[B, D, 7, 7]`` for views v=0,1."""
+        lc = self.cfg.loss
+        kw = dict(pos_offset=offset, tclip=lc.nce_tclip, reg_coef=lc.nce_reg, chunk_size=lc.chunk_size)
+        t5 = [gather_with_grad(r.flatten(2)) for r in r5]  # [N, D, 25]
+        t7 = [gather_with_grad(r.flatten(2)) for r in r7]  # [N, D, 49]
+        terms, reg = {}, 0.0
+        for name, srcs, tgts in (("1t5", r1, t5), ("1t7", r1, t7),
+                                 ("5t5", [random_locations(r) for r in r5], t5)):
+            (l12, g12), (l21, g21) = amdim_nce(srcs[0], tgts[1], **kw), amdim_nce(srcs[1], tgts[0], **kw)
+            terms[f"nce_{name}"] = 0.5 * (l12 + l21)
+            reg = reg + 0.5 * (g12 + g21)
+        terms["nce_reg"] = reg
+        return terms
+
+    def _inter_loss(self, s_i2t: torch.Tensor, s_t2i: torch.Tensor, offset: int, valid: torch.Tensor,
+                    valid_all: torch.Tensor) -> torch.Tensor:
+        lc = self.cfg.loss
+        if self.inter == "rank":
+            return ranking_loss_from_scores(s_i2t, s_t2i, offset, lc.margin, lc.hinge, valid, valid_all, lc.gamma)
+        return info_nce_from_scores(s_i2t / lc.temperature, s_t2i / lc.temperature, offset, valid, valid_all)
+
+    def inter_terms(self, r1: tuple, r7: tuple, batch: dict, offset: int) -> dict[str, torch.Tensor]:
+        """Image-text term. Global features are cosine-compared; local terms mirror DIM's global-to-local pairs."""
+        assert self.text_encoder is not None
+        txt = self.text_encoder(batch["ids"], batch["mask"])
+        valid = batch["has_text"]
+        valid_all = gather_no_grad(valid)
+        t_all = gather_with_grad(txt.sentence)
+        t_norm = torch.nn.functional.normalize(txt.sentence.float(), dim=-1)
+        t_all_norm = torch.nn.functional.normalize(t_all.float(), dim=-1)
+        glob, local = [], []
+        for v in range(2):
+            g = torch.nn.functional.normalize(r1[v].float(), dim=-1)
+            g_all = gather_with_grad(g)
+            glob.append(self._inter_loss(g @ t_all_norm.T, t_norm @ g_all.T, offset, valid, valid_all))
+            if self.cfg.loss.local:
+                loc_img = gather_with_grad(r7[v].flatten(2).transpose(1, 2))  # [N, 49, D]
+                tok_all = gather_with_grad(txt.tokens)  # [N, T, D]
+                mask_all = gather_no_grad(batch["mask"])
+                s_t_img = global_local_scores(txt.sentence, loc_img)  # text global vs image locations [B, N]
+                s_i_tok = global_local_scores(r1[v], tok_all, mask_all)  # image global vs text tokens [B, N]
+                local.append(self._inter_loss(s_i_tok, s_t_img, offset, valid, valid_all))
+        terms = {f"inter_{self.inter}": sum(glob) / 2}
+        if local:
+            terms[f"inter_{self.inter}_local"] = sum(local) / 2
+        return terms
+
+    # --- step -------------------------------------------------------------------------------------------------
+    def forward(self, batch: dict) -> StepOutput:
+        x1, x2 = batch["x1"], batch["x2"]
+        b = x1.shape[0]
+        r1, r5, r7 = self.image_encoder(torch.cat([x1, x2]))
+        r1, r5, r7 = r1.split(b), r5.split(b), r7.split(b)
+        offset = current().rank * b
+        terms: dict[str, torch.Tensor] = {}
+        loss = x1.new_zeros((), dtype=torch.float32)
+        if self.intra:
+            it = self.intra_terms(r1, r5, r7, offset)
+            terms.update(it)
+            loss = loss + sum(it.values())
+        if self.inter != "none":
+            it = self.inter_terms(r1, r7, batch, offset)
+            terms.update(it)
+            weight = self.cfg.loss.lam if self.intra else 1.0
+            loss = loss + weight * sum(it.values())
+        out = StepOutput(loss, {k: v.detach() for k, v in terms.items()})
+        out.loss = loss + self.probe_step(r1[0], batch.get("labels", {}), out)
+        out.terms["total"] = out.loss.detach()
+        return out

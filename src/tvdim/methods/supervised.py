@@ -1,0 +1,38 @@
+"""Supervised upper bound: the same encoder trained with labels (AMDIM's MLP classifier on r1 of view 1)."""
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..config import Config
+from ..losses import classifier_loss
+from .base import Method, StepOutput
+
+
+def mlp_head(n_in: int, n_classes: int, hidden: int = 1024, dropout: float = 0.2) -> nn.Sequential:
+    """AMDIM's MLP classifier: dropout -> Linear -> BN -> ReLU -> dropout -> Linear."""
+    return nn.Sequential(nn.Dropout(dropout), nn.Linear(n_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
+                         nn.Dropout(dropout), nn.Linear(hidden, n_classes))
+
+
+class SupervisedMethod(Method):
+    name = "supervised"
+
+    def __init__(self, cfg: Config, tasks: dict[str, int], vocab_size: int | None = None) -> None:
+        super().__init__(cfg, tasks, vocab_size)
+        if not tasks:
+            raise ValueError("method 'supervised' needs labelled training data (no label task found)")
+        task = cfg.train.probe_task or next(iter(tasks))
+        if task not in tasks:
+            raise ValueError(f"train.probe_task '{task}' is not a label of the data; labels: {', '.join(tasks)}")
+        self.task = task
+        self.head = mlp_head(cfg.model.n_rkhs, tasks[task])
+
+    def forward(self, batch: dict) -> StepOutput:
+        r1 = self.image_encoder(batch["x1"]).r1
+        y = batch["labels"][self.task]
+        loss = classifier_loss(self.head(r1.float()), y)
+        out = StepOutput(loss, {f"sup/{self.task}": loss.detach()})
+        out.loss = loss + self.probe_step(r1, batch["labels"], out)
+        out.terms["total"] = out.loss.detach()
+        return out

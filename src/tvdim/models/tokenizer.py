@@ -1,0 +1,67 @@
+"""Caption tokenizer: a WordPiece model trained on the training captions with Hugging Face ``tokenizers``."""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+
+import torch
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+
+from ..errors import DataError
+
+SPECIAL = ["[PAD]", "[UNK]", "[CLS]", "[SEP]"]
+PAD_ID, UNK_ID, CLS_ID, SEP_ID = range(4)
+
+
+class CaptionTokenizer:
+    """Wraps a ``tokenizers.Tokenizer``: ``[CLS] tokens [SEP]``, padded/truncated to ``max_len``.
+
+    ``__call__(captions) -> (ids [B, T] int64, mask [B, T] bool)``; ``T = min(max_len, longest)``.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, max_len: int = 32) -> None:
+        self.tok, self.max_len = tokenizer, max_len
+        self.tok.enable_truncation(max_len)
+        self.tok.enable_padding(pad_id=PAD_ID, pad_token="[PAD]")
+
+    @classmethod
+    def train(cls, captions: Iterable[str], vocab_size: int = 2000, max_len: int = 32) -> "CaptionTokenizer":
+        """Train WordPiece (lower-cased, accents stripped) on ``captions``; raises DataError on an empty corpus."""
+        corpus = [c for c in captions if c and c.strip()]
+        if not corpus:
+            raise DataError("cannot train the caption tokenizer: the training data has no non-empty caption")
+        tok = Tokenizer(models.WordPiece(unk_token="[UNK]"))
+        tok.normalizer = normalizers.BertNormalizer(lowercase=True)
+        tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
+        tok.decoder = decoders.WordPiece()
+        tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL,
+                                                                   show_progress=False))
+        tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
+                                                           special_tokens=[("[CLS]", CLS_ID), ("[SEP]", SEP_ID)])
+        return cls(tok, max_len)
+
+    @classmethod
+    def from_json(cls, text: str, max_len: int = 32) -> "CaptionTokenizer":
+        return cls(Tokenizer.from_str(text), max_len)
+
+    @classmethod
+    def from_file(cls, path: str | Path, max_len: int = 32) -> "CaptionTokenizer":
+        try:
+            return cls(Tokenizer.from_file(str(path)), max_len)
+        except Exception as exc:  # tokenizers raises plain Exception subclasses
+            raise DataError(f"cannot read tokenizer file {path}: {exc}") from exc
+
+    def to_json(self) -> str:
+        return self.tok.to_str()
+
+    def save(self, path: str | Path) -> None:
+        Path(path).write_text(self.to_json())
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tok.get_vocab_size()
+
+    def __call__(self, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        enc = self.tok.encode_batch([c if c else "" for c in captions])
+        ids = torch.tensor([e.ids for e in enc], dtype=torch.long)
+        return ids, ids != PAD_ID

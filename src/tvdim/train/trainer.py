@@ -1,0 +1,256 @@
+"""The one training loop every method runs through (``tvdim pretrain``)."""
+from __future__ import annotations
+
+import json
+import logging
+import math
+import signal
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch.nn.parallel import DistributedDataParallel as DDP
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from ..config import Config, from_dict, to_plain
+from ..data.pipeline import Collator, PretrainDataset, ResumableSampler, StreamingPretrainDataset
+from ..data.quality import SkipTracker
+from ..data.sources import build_source, caption_corpus
+from ..errors import ConfigError, DataError, NonFiniteLossError
+from ..methods import Method, build_method, uses_text
+from ..models.tokenizer import CaptionTokenizer
+from . import distributed as dist_utils
+from .checkpoint import load_checkpoint, resolve_resume, rng_state, save_checkpoint, set_rng_state
+from .device import autocast, configure_backends, resolve_device, resolve_precision
+from .runlog import RunLogger, setup_logging
+from .schedule import build_scheduler
+
+log = logging.getLogger("tvdim.train")
+
+
+@dataclass
+class PretrainResult:
+    out_dir: Path
+    checkpoint: Path
+    step: int
+    stopped_early: bool = False
+
+
+def source_tasks(source: Any) -> dict[str, list[str]]:
+    """Label tasks of a source: its ``tasks`` attribute, or ``classes.json`` beside WebDataset shards."""
+    tasks = getattr(source, "tasks", None)
+    if tasks:
+        return dict(tasks)
+    classes = getattr(source, "classes", None)
+    return {"label": list(classes)} if classes else {}
+
+
+def build_tokenizer(cfg: Config, dinfo: dist_utils.DistInfo, out_dir: Path,
+                    saved: str | None = None) -> CaptionTokenizer:
+    """The checkpoint's tokenizer, a given tokenizer file, or one trained on the training captions (rank 0)."""
+    if saved:
+        return CaptionTokenizer.from_json(saved, cfg.text.max_len)
+    if cfg.text.tokenizer_path:
+        return CaptionTokenizer.from_file(cfg.text.tokenizer_path, cfg.text.max_len)
+    path = out_dir / "tokenizer.json"
+    if dinfo.is_main:
+        CaptionTokenizer.train(caption_corpus(cfg.data), cfg.text.vocab_size, cfg.text.max_len).save(path)
+    dist_utils.barrier()
+    return CaptionTokenizer.from_file(path, cfg.text.max_len)
+
+
+def make_loader(cfg: Config, source: Any, tokenizer: CaptionTokenizer | None, tasks: list[str], start_step: int,
+                dinfo: dist_utils.DistInfo, pin: bool) -> DataLoader:
+    size, bs, workers = cfg.model.image_size, cfg.train.batch_size, cfg.data.workers
+    if hasattr(source, "__getitem__") and hasattr(source, "__len__"):
+        if len(source) == 0:
+            raise DataError(f"the training data is empty (data.format={cfg.data.format}, data.path={cfg.data.path!r})")
+        ds = PretrainDataset(source, size, cfg.train.seed, cfg.data.paired_fraction)
+        sampler = ResumableSampler(len(ds), bs, cfg.train.seed, dinfo.rank, dinfo.world_size, start_step)
+        extra: dict[str, Any] = {"sampler": sampler}
+    else:  # streaming (WebDataset): ranks / workers split shards inside the source
+        ds, extra = StreamingPretrainDataset(source, size, cfg.train.seed + start_step, cfg.data.paired_fraction), {}
+    return DataLoader(ds, batch_size=bs, num_workers=workers, collate_fn=Collator(tokenizer, tasks), pin_memory=pin,
+                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None, drop_last=True,
+                      **extra)
+
+
+class _StopFlag:
+    """Set by SIGTERM / SIGUSR1 (preemption): the loop checkpoints and exits at the next step boundary."""
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._old: dict[int, Any] = {}
+
+    def __enter__(self) -> "_StopFlag":
+        for sig in (signal.SIGTERM, getattr(signal, "SIGUSR1", None)):
+            if sig is not None:
+                try:
+                    self._old[sig] = signal.signal(sig, self._handle)
+                except ValueError:  # not the main thread
+                    pass
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        self.signum = signum
+
+    def __exit__(self, *exc: Any) -> None:
+        for sig, old in self._old.items():
+            signal.signal(sig, old)
+
+
+def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
+    out: dict[str, Any] = {}
+    for k, v in batch.items():
+        if isinstance(v, torch.Tensor):
+            v = v.to(device, non_blocking=True)
+            if v.dim() == 4 and channels_last:
+                v = v.contiguous(memory_format=torch.channels_last)
+        elif isinstance(v, dict):
+            v = {kk: vv.to(device, non_blocking=True) for kk, vv in v.items()}
+        out[k] = v
+    return out
+
+
+def build_optimizer(method: Method, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
+    o = cfg.optim
+    groups = [{"params": method.encoder_parameters(), "lr": o.lr},
+              {"params": list(method.probes.parameters()), "lr": o.probe_lr}]
+    groups = [g for g in groups if g["params"]]
+    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
+    return torch.optim.Adam(groups, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay, **fast)
+
+
+def pretrain(cfg: Config, resume: str | None = None) -> PretrainResult:
+    """Pretrain ``cfg.train.method``; write logs and checkpoints under ``cfg.train.out_dir``.
+
+    ``resume``: ``"latest"`` or a checkpoint path; the run continues exactly where it stopped (same data order,
+    augmentations and RNG for map-style data). Raises :class:`NonFiniteLossError` on a NaN/inf loss, keeping the
+    last good checkpoint.
+    """
+    out = Path(cfg.train.out_dir)
+    ckpt_path = resolve_resume(resume, out)
+    state = load_checkpoint(ckpt_path) if ckpt_path else None
+    if state is not None:
+        cfg = from_dict({**state["config"], "train": {**state["config"]["train"], "steps": cfg.train.steps,
+                                                      "out_dir": str(out)}})
+    device = resolve_device(cfg.train.device, 0)
+    dinfo = dist_utils.init_distributed(device.type)
+    if dinfo.world_size > 1 and device.type == "cuda":
+        device = torch.device(f"cuda:{dinfo.local_rank}")
+        torch.cuda.set_device(device)
+    configure_backends(device)
+    precision = resolve_precision(cfg.train.precision, device)
+    if dinfo.is_main:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "config.json").write_text(json.dumps(to_plain(cfg), indent=2))
+    setup_logging(out if dinfo.is_main else None)
+    torch.manual_seed(cfg.train.seed)
+
+    source = build_source(cfg.data, "train", cfg.model.image_size)
+    tasks = source_tasks(source)
+    text_on = uses_text(cfg.train.method)
+    tokenizer = build_tokenizer(cfg, dinfo, out, state.get("tokenizer") if state else None) if text_on else None
+    method = build_method(cfg, {t: len(names) for t, names in tasks.items()}, tokenizer.vocab_size if tokenizer else None)
+    if cfg.model.channels_last:
+        method = method.to(memory_format=torch.channels_last)
+    method.to(device)
+    opt = build_optimizer(method, cfg, device)
+    sched = build_scheduler(opt, cfg.train.steps, cfg.optim.warmup_steps, cfg.optim.decay_at, cfg.optim.decay_factor)
+    scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
+    step, seen = 0, 0
+    if state is not None:
+        method.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        scaler.load_state_dict(state["scaler"])
+        step, seen = int(state["step"]), int(state["samples_seen"])
+        set_rng_state(state["rng"])
+        log.info("resumed from %s at step %d", ckpt_path, step)
+
+    def checkpoint(name: str = "last.pt") -> Path:
+        path = out / "checkpoints" / name
+        if dinfo.is_main:
+            save_checkpoint(path, {"config": to_plain(cfg), "method": cfg.train.method, "model": method.state_dict(),
+                                   "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
+                                   "scaler": scaler.state_dict(), "step": step, "samples_seen": seen,
+                                   "rng": rng_state(), "tokenizer": tokenizer.to_json() if tokenizer else None,
+                                   "tasks": tasks, "precision": precision})
+        dist_utils.barrier()
+        return path
+
+    if cfg.train.method == "random" or step >= cfg.train.steps:
+        return PretrainResult(out, checkpoint(), step)
+    model = DDP(method, device_ids=[device.index] if device.type == "cuda" else None) if dinfo.world_size > 1 else method
+    if cfg.train.compile:
+        model = torch.compile(model)
+    loader = make_loader(cfg, source, tokenizer, list(tasks), step, dinfo, device.type == "cuda")
+    tracker = SkipTracker(cfg.data.max_bad_fraction)
+    logger = RunLogger(out, enabled=dinfo.is_main)
+    text_params = list(method.text_encoder.parameters()) if method.text_encoder is not None else []
+    last_good = ckpt_path
+    bar = tqdm(total=cfg.train.steps, initial=step, disable=not (cfg.train.progress and dinfo.is_main),
+               desc=cfg.train.method, dynamic_ncols=True)
+    stopped = False
+    t_last, n_last, wait = time.perf_counter(), seen, 0.0
+    it = iter(loader)
+    with _StopFlag() as stop:
+        while step < cfg.train.steps:
+            t0 = time.perf_counter()
+            batch = next(it)
+            wait += time.perf_counter() - t0
+            for key, reason in batch["bad"]:
+                tracker.bad(key, reason)
+            tracker.ok(batch["n"])
+            tracker.check()
+            batch = _to_device(batch, device, cfg.model.channels_last)
+            method.train()
+            with autocast(precision, device):
+                res = model(batch)
+            if not torch.isfinite(res.loss):
+                bar.close()
+                raise NonFiniteLossError(
+                    f"loss became {res.loss.item()} at step {step + 1} (terms: "
+                    + ", ".join(f"{k}={v.item():.4g}" for k, v in res.terms.items())
+                    + f"); the last good checkpoint is kept: {last_good or 'none written yet'}")
+            opt.zero_grad(set_to_none=True)
+            scaler.scale(res.loss).backward()
+            if text_params and cfg.optim.text_grad_clip > 0:
+                scaler.unscale_(opt)
+                torch.nn.utils.clip_grad_norm_(text_params, cfg.optim.text_grad_clip)
+            scaler.step(opt)
+            scaler.update()
+            sched.step()
+            step += 1
+            seen += batch["n"] * dinfo.world_size
+            bar.update(1)
+            if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+                now = time.perf_counter()
+                rate = (seen - n_last) / max(now - t_last, 1e-9)
+                rec = {"step": step, "samples_seen": seen, "lr": opt.param_groups[0]["lr"],
+                       "samples_per_s": rate, "data_wait_s": wait,
+                       **{f"loss/{k}": v.item() for k, v in res.terms.items()},
+                       **{k: v.item() for k, v in res.metrics.items()}, "bad_samples": tracker.n_bad}
+                logger.write(rec, step)
+                bar.set_postfix({k.split("/")[-1]: f"{v.item():.3f}" for k, v in res.terms.items()} |
+                                {"img/s": f"{rate:.0f}"}, refresh=False)
+                t_last, n_last, wait = now, seen, 0.0
+            if step % cfg.train.ckpt_every == 0 or step == cfg.train.steps:
+                last_good = checkpoint()
+            if stop.signum is not None:
+                last_good, stopped = checkpoint(), True
+                log.warning("received signal %d: checkpoint written to %s at step %d; continue with --resume latest",
+                            stop.signum, last_good, step)
+                break
+    bar.close()
+    logger.write({"step": step, "data_quality": tracker.summary()}, step)
+    logger.close()
+    if tracker.n_bad:
+        log.warning("skipped %d unusable samples of %d: %s", tracker.n_bad, tracker.seen, tracker.summary())
+    return PretrainResult(out, last_good or checkpoint(), step, stopped)
+
+
+__all__ = ["pretrain", "PretrainResult", "ConfigError", "source_tasks", "build_optimizer", "make_loader", "math"]
