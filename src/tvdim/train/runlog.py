@@ -11,13 +11,10 @@ log = logging.getLogger("tvdim")
 
 
 def setup_logging(out_dir: Path | None = None, level: int = logging.INFO) -> None:
-    """Console + ``<out_dir>/train.log`` handlers on the ``tvdim`` logger (idempotent)."""
+    """A ``<out_dir>/train.log`` handler on the ``tvdim`` logger (idempotent); the console is the caller's
+    (the CLI configures it)."""
     root = logging.getLogger("tvdim")
     root.setLevel(level)
-    if not any(isinstance(h, logging.StreamHandler) and not isinstance(h, logging.FileHandler) for h in root.handlers):
-        h = logging.StreamHandler()
-        h.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-        root.addHandler(h)
     if out_dir is not None:
         path = str(Path(out_dir) / "train.log")
         if not any(isinstance(h, logging.FileHandler) and h.baseFilename == str(Path(path).resolve())

@@ -1,0 +1,125 @@
+"""The ``tvdim`` command: pretrain, evaluate, demo, data, config."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from typing import Any
+
+import yaml
+
+from .config import Config, from_dict, load_config, merge, parse_override, to_plain, validate
+from .errors import TvdimError
+
+OVERRIDE_HELP = "config overrides as section.key=value, e.g. train.steps=100 model.ndf=64"
+
+
+def _pretrain(args: argparse.Namespace) -> int:
+    from .train.trainer import pretrain
+
+    extra = list(args.overrides)
+    if args.method:
+        extra.append(f"train.method={args.method}")
+    if args.out:
+        extra.append(f"train.out_dir={args.out}")
+    cfg = load_config(args.config, extra)
+    res = pretrain(cfg, resume=args.resume)
+    print(f"{'stopped' if res.stopped_early else 'finished'} at step {res.step}; checkpoint: {res.checkpoint}")
+    return 0
+
+
+def _eval_config(args: argparse.Namespace) -> Config:
+    from .train.checkpoint import load_checkpoint
+
+    cfg = from_dict(load_checkpoint(args.checkpoint)["config"])
+    if args.config:
+        data = yaml.safe_load(open(args.config)) or {}
+        merge(cfg, data)
+    for o in args.overrides:
+        merge(cfg, parse_override(o))
+    return validate(cfg)
+
+
+def _evaluate(args: argparse.Namespace) -> int:
+    from .eval.evaluate import evaluate, markdown_table
+
+    cfg = _eval_config(args)
+    res = evaluate(args.checkpoint, cfg.data, cfg.eval, args.out, device=args.device)
+    print(markdown_table({res["method"]: res}))
+    if args.out:
+        print(f"results: {args.out}/results.json")
+    return 0
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from .demo import DEMO_METHODS, run_demo
+
+    methods = tuple(args.methods.split(",")) if args.methods else DEMO_METHODS
+    run_demo(args.out, args.overrides, methods)
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, args.overrides)
+    print(yaml.safe_dump(to_plain(cfg), sort_keys=False) if not args.json else json.dumps(to_plain(cfg), indent=2))
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    from .data.tools import add_data_commands
+
+    p = argparse.ArgumentParser(prog="tvdim", description="Text-enhanced Visual Deep InfoMax: pretrain image "
+                                "encoders from noisy image-text pairs, then evaluate them.")
+    p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
+    sub = p.add_subparsers(dest="command", required=True)
+
+    s = sub.add_parser("pretrain", help="pretrain an image encoder (amdim, tvdim, tvdim-nce, clip, supervised)")
+    s.add_argument("--config", help="YAML config file")
+    s.add_argument("--method", help="shortcut for train.method=...")
+    s.add_argument("--out", help="shortcut for train.out_dir=...")
+    s.add_argument("--resume", help="'latest' (the run folder's last checkpoint) or a checkpoint path")
+    s.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
+    s.set_defaults(func=_pretrain)
+
+    s = sub.add_parser("evaluate", help="linear / MLP / k-NN probes and retrieval on a frozen encoder")
+    s.add_argument("checkpoint", help="checkpoint written by tvdim pretrain")
+    s.add_argument("--config", help="YAML with data / eval sections (default: the checkpoint's own)")
+    s.add_argument("--out", help="folder for results.json and results.md")
+    s.add_argument("--device", default="cpu")
+    s.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
+    s.set_defaults(func=_evaluate)
+
+    s = sub.add_parser("demo", help="random / amdim / clip / tvdim on the built-in data, with a report")
+    s.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    s.add_argument("--methods", help="comma-separated subset, e.g. amdim,tvdim")
+    s.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
+    s.set_defaults(func=_demo)
+
+    s = sub.add_parser("config", help="print the full config (defaults <- file <- overrides)")
+    s.add_argument("--config", help="YAML config file")
+    s.add_argument("--json", action="store_true")
+    s.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
+    s.set_defaults(func=_config)
+
+    add_data_commands(sub)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        code: Any = args.func(args)
+    except TvdimError as exc:
+        print(f"tvdim: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tvdim: interrupted", file=sys.stderr)
+        return 130
+    return int(code or 0)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

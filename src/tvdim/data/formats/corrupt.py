@@ -1,0 +1,160 @@
+"""``tvdim data corrupt-captions``: a copy of a dataset with deliberately noisy captions (seeded).
+
+Modes, each applied to a sample with probability ``p``:
+* ``swap``: its captions are replaced by those of another random sample (ground-truth pairing broken);
+* ``shuffle-words``: the words of each caption are shuffled (bag of words kept, syntax destroyed);
+* ``drop``: its captions are removed (wds: ``.txt`` member removed and ``json`` captions emptied; tables: empty
+  cell). Readers then count those samples as missing text in training (image-only in evaluation).
+
+Inputs: WebDataset shards (pattern or folder; written to ``out`` as same-named shards + copied ``sizes.json``)
+or a CSV / TSV / JSONL table (written to the file ``out``). The input is never overwritten (refused when the
+output resolves to the input) and each output file is written under a temporary name, then renamed.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+import random
+import shutil
+import tarfile
+from pathlib import Path
+from typing import Any
+
+from ...errors import DataError
+from .convert import MODES, _add, _atomic_write
+from .images import decode_text
+from .table import read_rows
+from .wds import expand_urls, split_key
+
+
+class _Corrupter:
+    def __init__(self, pool: list[list[str]], mode: str, p: float, seed: int) -> None:
+        if mode not in MODES:
+            raise DataError(f"unknown corruption mode '{mode}'; valid: {', '.join(MODES)}")
+        if not 0.0 <= p <= 1.0:
+            raise DataError(f"corruption rate p must be in [0, 1], got {p}")
+        self.pool, self.mode, self.p, self.rng, self.changed = pool, mode, p, random.Random(seed), 0
+
+    def __call__(self, i: int, caps: list[str]) -> list[str]:
+        if self.rng.random() >= self.p:
+            return caps
+        self.changed += 1
+        if self.mode == "drop":
+            return []
+        if self.mode == "shuffle-words":
+            out = []
+            for c in caps:
+                words = c.split()
+                self.rng.shuffle(words)
+                out.append(" ".join(words))
+            return out
+        if len(self.pool) < 2:
+            return caps
+        j = self.rng.randrange(len(self.pool) - 1)
+        return self.pool[j + (j >= i)]
+
+
+def _check_out(src: Path, out: Path) -> None:
+    if src.resolve() == out.resolve():
+        raise DataError(f"output {out} is the input; corrupt-captions never overwrites its input")
+
+
+def _corrupt_table(path: Path, out: Path, fmt: str, caption_key: str, sep: str, c_args: tuple) -> dict[str, Any]:
+    cols, rows_it = read_rows(path, fmt, sep)
+    if caption_key not in cols:
+        raise DataError(f"{path}: missing column '{caption_key}'; columns found: {', '.join(cols)}")
+    rows = [r for _, r in rows_it]
+    pool = [[str(r.get(caption_key) or "")] for r in rows]
+    cor = _Corrupter(pool, *c_args)
+    for i, r in enumerate(rows):
+        new = cor(i, [str(r.get(caption_key) or "")])
+        r[caption_key] = new[0] if new else ""
+
+    def write(tmp: Path) -> None:
+        with open(tmp, "w", newline="", encoding="utf-8") as fh:
+            if fmt == "jsonl":
+                fh.writelines(json.dumps(r) + "\n" for r in rows)
+            else:
+                w = csv.DictWriter(fh, cols, delimiter="\t" if fmt == "tsv" and sep == "," else sep)
+                w.writeheader()
+                w.writerows(rows)
+    _atomic_write(out, write)
+    return {"samples": len(rows), "changed": cor.changed, "output": str(out)}
+
+
+def _read_caps(files: dict[str, bytes]) -> list[str]:
+    if "json" in files:
+        try:
+            obj = json.loads(decode_text(files["json"]))
+            if isinstance(obj, dict) and isinstance(obj.get("captions"), list):
+                return [str(c) for c in obj["captions"]]
+        except json.JSONDecodeError:
+            pass
+    return [decode_text(files["txt"])] if "txt" in files else []
+
+
+def _groups(url: str) -> list[tuple[str, dict[str, bytes], list[str]]]:
+    """(key, {ext: bytes}, member order) of a whole shard (shards are small enough to hold in memory)."""
+    out: list = []
+    with tarfile.open(url, "r|*") as tf:
+        for ti in tf:
+            parts = split_key(ti.name) if ti.isfile() else None
+            if parts is None:
+                continue
+            if not out or out[-1][0] != parts[0]:
+                out.append((parts[0], {}, []))
+            out[-1][1][parts[1]] = tf.extractfile(ti).read()  # type: ignore[union-attr]
+            out[-1][2].append(parts[1])
+    return out
+
+
+def _corrupt_wds(pattern: str, out: Path, c_args: tuple) -> dict[str, Any]:
+    urls = expand_urls(pattern)
+    for u in urls:
+        _check_out(Path(u).parent, out)
+    shards = [(u, _groups(u)) for u in urls]
+    pool = [_read_caps(f) for _, gs in shards for _, f, _ in gs]
+    cor = _Corrupter(pool, *c_args)
+    out.mkdir(parents=True, exist_ok=True)
+    i = 0
+    for url, gs in shards:
+        def write(tmp: Path, gs: list = gs) -> None:
+            nonlocal i
+            with tarfile.open(tmp, "w") as tf:
+                for key, files, order in gs:
+                    caps = cor(i, _read_caps(files))
+                    i += 1
+                    if "json" in files:
+                        try:
+                            obj = json.loads(decode_text(files["json"]))
+                        except json.JSONDecodeError:
+                            obj = None
+                        if isinstance(obj, dict):
+                            obj["captions"] = caps
+                            files["json"] = json.dumps(obj).encode()
+                    if caps and "txt" in order:
+                        files["txt"] = caps[0].encode()
+                    for ext in order:
+                        if not (ext == "txt" and not caps):
+                            _add(tf, f"{key}.{ext}", files[ext])
+        _atomic_write(out / Path(url).name, write)
+    sizes = Path(urls[0]).parent / "sizes.json"
+    if sizes.is_file():
+        shutil.copyfile(sizes, out / "sizes.json")
+    return {"samples": len(pool), "changed": cor.changed, "output": str(out), "shards": len(urls)}
+
+
+def corrupt_captions(src: str, out: str, fmt: str = "wds", mode: str = "swap", p: float = 0.2, seed: int = 0,
+                     caption_key: str = "title", separator: str = ",") -> dict[str, Any]:
+    """Write a caption-corrupted copy of ``src`` to ``out``; returns ``{"samples", "changed", "output"}``."""
+    c_args = (mode, p, seed)
+    if fmt == "wds":
+        return _corrupt_wds(src, Path(out), c_args)
+    if fmt in ("csv", "tsv", "jsonl"):
+        _check_out(Path(src), Path(out))
+        return _corrupt_table(Path(src), Path(out), fmt, caption_key, separator, c_args)
+    raise DataError(f"corrupt-captions supports wds, csv, tsv, jsonl; got '{fmt}'")
+
+
+__all__ = ["corrupt_captions", "MODES"]

@@ -1,0 +1,64 @@
+"""Extract frozen features once: the image encoder in eval mode (BatchNorm statistics are never updated)."""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+
+from ..data.pipeline import EvalDataset
+from ..data.quality import SkipTracker
+from ..data.sample import BadSample
+from ..errors import DataError
+from ..models.encoder import AmdimEncoder
+
+
+@dataclass
+class FeatureSet:
+    """``feats``: ``[N, D]`` r1 features; ``labels``: task -> ``[N]`` (-1 unknown); ``captions``: N strings."""
+
+    feats: torch.Tensor
+    labels: dict[str, torch.Tensor]
+    captions: list[str]
+    skipped: dict[str, Any] = field(default_factory=dict)
+
+    def __len__(self) -> int:
+        return self.feats.shape[0]
+
+
+def _collate(items: list) -> list:
+    return items
+
+
+@torch.no_grad()
+def extract_features(encoder: AmdimEncoder, source: Any, image_size: int, batch_size: int = 256,
+                     device: torch.device | str = "cpu", workers: int = 0, max_bad_fraction: float = 0.05,
+                     name: str = "") -> FeatureSet:
+    """r1 features of every usable sample of a map-style ``source``, in order (the whole set is scored)."""
+    encoder.eval()
+    tracker = SkipTracker(max_bad_fraction)
+    loader = DataLoader(EvalDataset(source, image_size), batch_size=batch_size, num_workers=workers,
+                        collate_fn=_collate)
+    feats, labels, captions = [], [], []
+    for items in loader:
+        good = []
+        for it in items:
+            if isinstance(it, BadSample):
+                tracker.bad(it.key, it.reason)
+            else:
+                tracker.ok()
+                good.append(it)
+        tracker.check()
+        if not good:
+            continue
+        x = torch.stack([g[0] for g in good]).to(device).contiguous(memory_format=torch.channels_last)
+        feats.append(encoder(x).r1.float().cpu())
+        labels.extend(g[1] for g in good)
+        captions.extend(g[2] for g in good)
+    tracker.check(final=True)
+    if not feats:
+        raise DataError(f"no usable samples in the evaluation set {name or ''}".strip())
+    tasks = sorted({t for lab in labels for t in lab})
+    lab = {t: torch.tensor([d.get(t, -1) for d in labels]) for t in tasks}
+    return FeatureSet(torch.cat(feats), lab, captions, tracker.summary())

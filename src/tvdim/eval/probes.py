@@ -1,0 +1,59 @@
+"""Offline probes on frozen features: linear and MLP classifiers (AMDIM's protocol), and k-NN."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..losses import classifier_loss
+from ..methods.supervised import mlp_head
+
+
+def train_probe(kind: str, x_train: torch.Tensor, y_train: torch.Tensor, n_classes: int, epochs: int = 30,
+                batch_size: int = 256, lr: float = 1e-3, seed: int = 0) -> nn.Module:
+    """Fit a ``linear`` or ``mlp`` classifier on ``x_train [N, D]`` / ``y_train [N]`` (rows with -1 skipped)."""
+    keep = y_train >= 0
+    x, y = x_train[keep], y_train[keep]
+    g = torch.Generator().manual_seed(seed)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        head = nn.Linear(x.shape[1], n_classes) if kind == "linear" else mlp_head(x.shape[1], n_classes)
+    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=1e-6)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    head.train()
+    for _ in range(epochs):
+        perm = torch.randperm(x.shape[0], generator=g)
+        for i in range(0, x.shape[0], batch_size):
+            idx = perm[i:i + batch_size]
+            if len(idx) < 2 and kind == "mlp":  # BatchNorm needs two rows
+                continue
+            loss = classifier_loss(head(x[idx]), y[idx])
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+        sched.step()
+    return head.eval()
+
+
+@torch.no_grad()
+def accuracy(head: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
+    """Top-1 accuracy over every labelled row of the test set (eval mode: BN statistics frozen)."""
+    keep = y >= 0
+    return (head.eval()(x[keep]).argmax(1) == y[keep]).float().mean().item()
+
+
+@torch.no_grad()
+def knn_accuracy(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
+                 k: int = 20, temperature: float = 0.07, chunk: int = 1024) -> float:
+    """k-NN on L2-normalised features, votes weighted by ``exp(cos / temperature)`` (InstDisc / DINO style)."""
+    ktr, kte = y_train >= 0, y_test >= 0
+    xtr, ytr = F.normalize(x_train[ktr], dim=1), y_train[ktr]
+    xte, yte = F.normalize(x_test[kte], dim=1), y_test[kte]
+    n_classes = int(max(ytr.max(), yte.max())) + 1
+    k = min(k, xtr.shape[0])
+    correct = 0
+    for i in range(0, xte.shape[0], chunk):
+        sims, idx = (xte[i:i + chunk] @ xtr.T).topk(k, dim=1)
+        votes = torch.zeros(sims.shape[0], n_classes).scatter_add_(1, ytr[idx], (sims / temperature).exp())
+        correct += (votes.argmax(1) == yte[i:i + chunk]).sum().item()
+    return correct / max(1, xte.shape[0])

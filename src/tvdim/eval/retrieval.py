@@ -1,0 +1,22 @@
+"""Image <-> text retrieval recall@K on held-out pairs (an alignment diagnostic)."""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+
+@torch.no_grad()
+def retrieval_recall(img: torch.Tensor, txt: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
+    """Pair i is (img[i], txt[i]); ``img``, ``txt``: ``[N, D]``.
+
+    Returns ``{"i2t_R@k": ..., "t2i_R@k": ...}``: fraction of queries whose true partner ranks in the top k.
+    """
+    s = F.normalize(img.float(), dim=1) @ F.normalize(txt.float(), dim=1).T
+    n = s.shape[0]
+    truth = torch.arange(n)
+    out: dict[str, float] = {}
+    for name, mat in (("i2t", s), ("t2i", s.T)):
+        rank = (mat > mat[truth, truth].unsqueeze(1)).sum(1)  # 0 = best
+        for k in ks:
+            out[f"{name}_R@{k}"] = (rank < k).float().mean().item()
+    return out

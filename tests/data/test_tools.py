@@ -1,0 +1,120 @@
+"""tvdim data inspect | convert | corrupt-captions (functions and argparse wiring)."""
+import argparse
+import csv
+import json
+
+import pytest
+
+from tvdim.config import DataConfig
+from tvdim.data.formats.convert import to_wds, wds_export
+from tvdim.data.formats.corrupt import corrupt_captions
+from tvdim.data.formats.table import TableDataset
+from tvdim.data.formats.wds import WdsDecoder
+from tvdim.data.formats.wds_eval import WdsIndexed
+from tvdim.data.tools import add_data_commands, guess_format, inspect_data
+from tvdim.errors import DataError
+
+
+def _parser():
+    ap = argparse.ArgumentParser()
+    add_data_commands(ap.add_subparsers(dest="cmd"))
+    return ap
+
+
+def _run(*argv):
+    args = _parser().parse_args(["data", *argv])
+    return args.func(args)
+
+
+def _table(fx, tmp_path, n=7):
+    path = fx.image_table(tmp_path / "src", n)
+    with open(path, "a") as fh:  # a second caption for image 0 and one unreadable image
+        fh.write("img/0.png,second caption,0\nimg/missing.png,gone,1\n")
+    return path
+
+
+def test_inspect(fx, tmp_path, capsys):
+    path = _table(fx, tmp_path)
+    r = inspect_data(DataConfig(format="csv", path=str(path), label_key="label"))
+    assert r["items"] == 8 and r["usable"] == 7 and r["bad"] == 1 and r["captions"] == 8
+    assert r["caption_tokens"]["max"] == 4 and r["width"]["median"] == 12 and r["classes"] == 2
+    assert "img/missing.png: missing" in r["unreadable"][0]
+    assert _run("inspect", str(path), "--json") == 0
+    assert json.loads(capsys.readouterr().out)["usable"] == 7
+    assert _run("inspect", str(path), "--caption-key", "nope") == 2
+    assert "missing column 'nope'" in capsys.readouterr().err
+
+
+def test_csv_to_wds_to_csv_round_trip(fx, tmp_path):
+    path = _table(fx, tmp_path)
+    res = to_wds(TableDataset(path, "csv", label_key="label"), tmp_path / "shards", "rt", per_shard=3)
+    assert res["samples"] == 7 and res["bad"] == 1 and res["shards"] == 3
+    sizes = json.loads((tmp_path / "shards" / "sizes.json").read_text())
+    assert sizes == {"rt-000000.tar": 3, "rt-000001.tar": 3, "rt-000002.tar": 1}
+    ev = WdsIndexed(str(tmp_path / "shards"), WdsDecoder("json:captions"))
+    assert len(ev) == 7 and ev[0].captions == ["a red square 0", "second caption"] and ev[1].labels == {"label": 1}
+    out = wds_export(str(tmp_path / "shards" / "rt-{000000..000002}.tar"), tmp_path / "back", "csv")
+    back = TableDataset(out["file"], "csv", label_key="label")
+    orig = TableDataset(path, "csv", label_key="label")
+    assert len(back) == out["samples"] == 7
+    assert [back.captions(i) for i in range(7)] == [orig.captions(i) for i in range(7)]
+    assert [back[i].labels for i in range(7)] == [orig[i].labels for i in range(7)]
+    coco = wds_export(str(tmp_path / "shards"), tmp_path / "coco", "coco")
+    data = json.loads(open(coco["file"]).read())
+    assert len(data["images"]) == 7 and len(data["annotations"]) == 8
+
+
+def test_convert_cli_and_folders(fx, tmp_path):
+    folder = tmp_path / "capfolder"
+    folder.mkdir()
+    for i in range(3):
+        (folder / f"{i}.jpg").write_bytes(fx.jpeg())
+        (folder / f"{i}.txt").write_text(f"line one {i}\nline two {i}\n")
+    assert guess_format(str(folder)) == "folder"
+    assert _run("convert", str(folder), "--out", str(tmp_path / "o1")) == 0
+    ev = WdsIndexed(str(tmp_path / "o1"), WdsDecoder("json:captions"))
+    assert len(ev) == 3 and ev[2].captions == ["line one 2", "line two 2"]
+    import tarfile
+    names = tarfile.open(tmp_path / "o1" / "data-000000.tar").getnames()
+    assert "0.jpg" in names  # JPEG passthrough
+    assert _run("convert", str(folder), "--out", str(tmp_path / "o1")) == 2  # refuses to mix into existing shards
+    tree = tmp_path / "tree"
+    for c in ("a", "b"):
+        (tree / c).mkdir(parents=True)
+        (tree / c / "x.png").write_bytes(fx.png())
+    assert _run("convert", str(tree), "--out", str(tmp_path / "o2")) == 0
+    ev = WdsIndexed(str(tmp_path / "o2"), WdsDecoder(require_text=False))
+    assert [ev[i].labels["label"] for i in range(2)] == [0, 1]
+    assert _run("convert", str(tmp_path / "o2"), "--to", "coco", "--out", str(tmp_path / "o3")) == 0
+
+
+@pytest.mark.parametrize("mode", ["swap", "shuffle-words", "drop"])
+def test_corrupt_wds(fx, tmp_path, mode):
+    samples = fx.caption_samples(40, "k")
+    fx.shard(tmp_path / "in" / "d-000000.tar", samples)
+    (tmp_path / "in" / "sizes.json").write_text('{"d-000000.tar": 40}')
+    res = corrupt_captions(str(tmp_path / "in" / "d-000000.tar"), str(tmp_path / "out"), "wds", mode, 0.5, seed=1)
+    assert res["samples"] == 40 and 10 < res["changed"] < 30
+    assert (tmp_path / "out" / "sizes.json").is_file() and not list((tmp_path / "out").glob(".*tmp*"))
+    ev = WdsIndexed(str(tmp_path / "out" / "d-000000.tar"), WdsDecoder(require_text=False))
+    caps = [ev[i].captions for i in range(40)]
+    orig = [[f"caption number {i}"] for i in range(40)]
+    changed = sum(c != o for c, o in zip(caps, orig))
+    if mode == "drop":
+        assert changed == res["changed"] and caps.count([]) == changed
+    elif mode == "swap":
+        assert changed == res["changed"] and all(c in orig for c in caps)
+    again = corrupt_captions(str(tmp_path / "in" / "d-000000.tar"), str(tmp_path / "out2"), "wds", mode, 0.5, seed=1)
+    assert again["changed"] == res["changed"]
+    with pytest.raises(DataError, match="never overwrites"):
+        corrupt_captions(str(tmp_path / "in" / "d-000000.tar"), str(tmp_path / "in"), "wds", mode, 0.5)
+
+
+def test_corrupt_table_cli(fx, tmp_path):
+    path = fx.image_table(tmp_path, 30)
+    out = tmp_path / "noisy.csv"
+    assert _run("corrupt-captions", str(path), "--out", str(out), "--p", "0.5", "--seed", "3") == 0
+    rows = list(csv.DictReader(open(out)))
+    assert len(rows) == 30 and 5 < sum(r["title"] != f"a red square {i}" for i, r in enumerate(rows)) < 25
+    assert _run("corrupt-captions", str(path), "--out", str(path)) == 2  # refuses to overwrite the input
+    assert open(path).read().startswith("filepath,title,label")
