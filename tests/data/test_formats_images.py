@@ -1,5 +1,4 @@
 """decode_image / caption cleaning: every awkward or broken input."""
-import io
 
 import pytest
 from PIL import Image

@@ -9,7 +9,6 @@ from tvdim.config import DataConfig
 from tvdim.data.formats.wds import WdsStream
 from tvdim.data.formats.wds_eval import WdsIndexed
 from tvdim.data.quality import SkipTracker
-from tvdim.data.sample import Sample
 from tvdim.data.sources import FORMATS, build_source, caption_corpus, iter_samples, num_samples
 from tvdim.errors import ConfigError, DataError
 

@@ -99,6 +99,8 @@ class StreamingPretrainDataset(IterableDataset):
         wid = info.id if info else 0
         skipped: list[tuple[str, str]] = []
         while True:  # endless: the loop decides when to stop
+            if hasattr(self.source, "set_epoch"):
+                self.source.set_epoch(self.epoch)
             for i, sample in enumerate(self.source):
                 key_hash = _seed(sample.key) if hasattr(sample, "key") else i
                 item = to_item(sample, self.views, _seed(self.seed, self.epoch, wid, i), key_hash,

@@ -36,6 +36,7 @@ class Method(nn.Module):
 
     name = "base"
     uses_text = False
+    uses_all_parameters = True  # False when some parameters get no gradient (DDP must then look for them)
 
     def __init__(self, cfg: Config, tasks: dict[str, int], vocab_size: int | None = None) -> None:
         super().__init__()

@@ -21,6 +21,7 @@ class ContrastiveMethod(Method):
                  intra: bool, inter: str) -> None:
         self.name, self.intra, self.inter = name, intra, inter
         self.uses_text = inter != "none"
+        self.uses_all_parameters = intra  # without the intra term the r5 head (and r7 without local terms) is unused
         super().__init__(cfg, tasks, vocab_size)
 
     # --- loss terms -------------------------------------------------------------------------------------------

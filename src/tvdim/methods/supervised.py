@@ -17,6 +17,7 @@ def mlp_head(n_in: int, n_classes: int, hidden: int = 1024, dropout: float = 0.2
 
 class SupervisedMethod(Method):
     name = "supervised"
+    uses_all_parameters = False  # the r5 / r7 heads are not trained
 
     def __init__(self, cfg: Config, tasks: dict[str, int], vocab_size: int | None = None) -> None:
         super().__init__(cfg, tasks, vocab_size)

@@ -16,13 +16,16 @@ PAD_ID, UNK_ID, CLS_ID, SEP_ID = range(4)
 class CaptionTokenizer:
     """Wraps a ``tokenizers.Tokenizer``: ``[CLS] tokens [SEP]``, padded/truncated to ``max_len``.
 
-    ``__call__(captions) -> (ids [B, T] int64, mask [B, T] bool)``; ``T = min(max_len, longest)``.
+    ``__call__(captions) -> (ids [B, max_len] int64, mask [B, max_len] bool)``: a fixed length, so that batches
+    from different ranks can be gathered. Training is not bit-reproducible across processes (the library breaks
+    ties between equally frequent merges in hash-map order): a run saves its tokenizer (``tokenizer.json`` and
+    inside every checkpoint), and ``text.tokenizer_path`` reuses one.
     """
 
     def __init__(self, tokenizer: Tokenizer, max_len: int = 32) -> None:
         self.tok, self.max_len = tokenizer, max_len
         self.tok.enable_truncation(max_len)
-        self.tok.enable_padding(pad_id=PAD_ID, pad_token="[PAD]")
+        self.tok.enable_padding(pad_id=PAD_ID, pad_token="[PAD]", length=max_len)
 
     @classmethod
     def train(cls, captions: Iterable[str], vocab_size: int = 2000, max_len: int = 32) -> "CaptionTokenizer":
@@ -36,6 +39,11 @@ class CaptionTokenizer:
         tok.decoder = decoders.WordPiece()
         tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL,
                                                                    show_progress=False))
+        # The trainer numbers tokens in hash-map order, which changes from process to process: renumber them
+        # (specials first, then sorted) so that the same corpus gives the same ids.
+        learned = tok.get_vocab()
+        order = SPECIAL + sorted(t for t in learned if t not in SPECIAL)
+        tok.model = models.WordPiece({t: i for i, t in enumerate(order)}, unk_token="[UNK]")
         tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
                                                            special_tokens=[("[CLS]", CLS_ID), ("[SEP]", SEP_ID)])
         return cls(tok, max_len)

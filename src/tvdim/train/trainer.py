@@ -15,7 +15,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
-from ..config import Config, from_dict, to_plain
+from ..config import Config, DataConfig, from_dict, to_plain
+from ..data.formats.wds import expand_urls
 from ..data.pipeline import Collator, PretrainDataset, ResumableSampler, StreamingPretrainDataset
 from ..data.quality import SkipTracker
 from ..data.sources import build_source, caption_corpus
@@ -39,12 +40,16 @@ class PretrainResult:
     stopped_early: bool = False
 
 
-def source_tasks(source: Any) -> dict[str, list[str]]:
-    """Label tasks of a source: its ``tasks`` attribute, or ``classes.json`` beside WebDataset shards."""
+def source_tasks(source: Any, data: DataConfig | None = None) -> dict[str, list[str]]:
+    """Label tasks of a source (task -> class names): its ``tasks`` or ``classes`` attribute, or a
+    ``classes.json`` list beside WebDataset shards. Empty when unknown (the online probes are then off)."""
     tasks = getattr(source, "tasks", None)
     if tasks:
         return dict(tasks)
     classes = getattr(source, "classes", None)
+    if not classes and data is not None and data.format == "wds" and data.path:
+        found = Path(expand_urls(data.path)[0]).parent / "classes.json"
+        classes = json.loads(found.read_text()) if found.is_file() else None
     return {"label": list(classes)} if classes else {}
 
 
@@ -151,12 +156,14 @@ def pretrain(cfg: Config, resume: str | None = None) -> PretrainResult:
     torch.manual_seed(cfg.train.seed)
 
     source = build_source(cfg.data, "train", cfg.model.image_size)
-    tasks = source_tasks(source)
+    tasks = source_tasks(source, cfg.data)
     text_on = uses_text(cfg.train.method)
     tokenizer = build_tokenizer(cfg, dinfo, out, state.get("tokenizer") if state else None) if text_on else None
     method = build_method(cfg, {t: len(names) for t, names in tasks.items()}, tokenizer.vocab_size if tokenizer else None)
     if cfg.model.channels_last:
         method = method.to(memory_format=torch.channels_last)
+    if dinfo.world_size > 1:  # global-batch BatchNorm keeps N ranks equivalent to one process on the same batch
+        dist_utils.convert_global_bn(method, device.type)
     method.to(device)
     opt = build_optimizer(method, cfg, device)
     sched = build_scheduler(opt, cfg.train.steps, cfg.optim.warmup_steps, cfg.optim.decay_at, cfg.optim.decay_factor)
@@ -184,7 +191,10 @@ def pretrain(cfg: Config, resume: str | None = None) -> PretrainResult:
 
     if cfg.train.method == "random" or step >= cfg.train.steps:
         return PretrainResult(out, checkpoint(), step)
-    model = DDP(method, device_ids=[device.index] if device.type == "cuda" else None) if dinfo.world_size > 1 else method
+    model: Any = method
+    if dinfo.world_size > 1:
+        model = DDP(method, device_ids=[device.index] if device.type == "cuda" else None,
+                    find_unused_parameters=not method.uses_all_parameters)
     if cfg.train.compile:
         model = torch.compile(model)
     loader = make_loader(cfg, source, tokenizer, list(tasks), step, dinfo, device.type == "cuda")

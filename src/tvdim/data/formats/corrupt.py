@@ -13,7 +13,6 @@ output resolves to the input) and each output file is written under a temporary 
 from __future__ import annotations
 
 import csv
-import io
 import json
 import random
 import shutil

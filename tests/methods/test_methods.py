@@ -1,0 +1,215 @@
+"""Every method through one forward / backward on a tiny batch built like tvdim.data.pipeline.Collator."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from tvdim.config import load_config
+from tvdim.errors import ConfigError
+from tvdim.losses import amdim_nce, random_locations, ranking_loss
+from tvdim.methods import build_method, uses_text
+from tvdim.models.tokenizer import CaptionTokenizer
+
+TINY = ["model.ndf=8", "model.n_rkhs=32", "model.n_depth=1", "train.batch_size=8", "text.dim=32", "text.layers=1",
+        "text.vocab_size=200", "train.progress=false", "train.device=cpu"]
+CAPTIONS = ["a small red circle at the top", "a big blue square", "the picture shows a green star",
+            "a tiny yellow triangle on the left", "we see a purple diamond", "an orange cross in the middle",
+            "a white ball and a red box", "a cyan wedge at the bottom"]
+TASKS = {"shape": 6, "colour": 8}
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_torch_thread():
+    """Tiny models: one intra-op thread is fastest and avoids oversubscription on a busy 2-core machine."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+@pytest.fixture(scope="module")
+def tok():
+    return CaptionTokenizer.train(CAPTIONS, vocab_size=200, max_len=16)
+
+
+def cfg_for(method, *extra):
+    return load_config(overrides=TINY + [f"train.method={method}", *extra])
+
+
+def make_batch(tok, b=6, has_text=None, seed=0, captions=None):
+    g = torch.Generator().manual_seed(seed)
+    caps = list(captions or CAPTIONS[:b])
+    has = torch.ones(b, dtype=torch.bool) if has_text is None else torch.tensor(has_text)
+    caps = [c if bool(h) else "" for c, h in zip(caps, has)]  # Collator: no caption -> '' -> has_text False
+    ids, mask = tok(caps)
+    return {"x1": torch.randn(b, 3, 32, 32, generator=g), "x2": torch.randn(b, 3, 32, 32, generator=g),
+            "ids": ids, "mask": mask, "has_text": torch.tensor([bool(c.strip()) for c in caps]),
+            "labels": {"shape": torch.randint(0, 6, (b,), generator=g),
+                       "colour": torch.tensor([0, -1, 2, 3, -1, 5][:b])},
+            "n": b, "bad": []}
+
+
+def build(method, tok, *extra, tasks=TASKS):
+    torch.manual_seed(0)
+    return build_method(cfg_for(method, *extra), tasks, tok.vocab_size)
+
+
+EXPECTED = {
+    "amdim": ({"nce_1t5", "nce_1t7", "nce_5t5", "nce_reg"}, {"inter_rank", "inter_nce"}),
+    "tvdim": ({"nce_1t5", "nce_1t7", "nce_5t5", "nce_reg", "inter_rank"}, {"inter_nce"}),
+    "tvdim-nce": ({"nce_1t5", "nce_1t7", "nce_5t5", "nce_reg", "inter_nce"}, {"inter_rank"}),
+    "clip": ({"inter_nce"}, {"nce_1t5", "nce_1t7", "nce_5t5", "nce_reg", "inter_rank"}),
+    "supervised": ({"sup/shape"}, {"nce_1t5", "inter_rank", "inter_nce"}),
+}
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_forward_backward_terms(name, tok):
+    method = build(name, tok)
+    method.train()
+    out = method(make_batch(tok))
+    assert out.loss.dim() == 0 and torch.isfinite(out.loss)
+    present, absent = EXPECTED[name]
+    assert present <= set(out.terms), sorted(out.terms)
+    assert not (absent & set(out.terms)), sorted(out.terms)
+    assert {"probe/shape", "probe/colour", "total"} <= set(out.terms)
+    assert "probe_acc/shape" in out.metrics
+    assert all(not v.requires_grad for v in out.terms.values())
+    out.loss.backward()
+    enc_grads = [p.grad for p in method.image_encoder.parameters() if p.grad is not None]
+    assert enc_grads and all(bool(torch.isfinite(g).all()) for g in enc_grads)
+    assert any(float(g.abs().sum()) > 0 for g in enc_grads)
+    for head in method.probes.values():
+        assert head.weight.grad is not None and float(head.weight.grad.abs().sum()) > 0
+    if uses_text(name):
+        assert method.text_encoder is not None
+        assert any(p.grad is not None and float(p.grad.abs().sum()) > 0 for p in method.text_encoder.parameters())
+    else:
+        assert method.text_encoder is None
+
+
+@pytest.mark.parametrize("name", ["amdim", "tvdim", "clip", "supervised"])
+def test_probe_loss_does_not_train_encoder(name, tok):
+    """Online probes read detached features: the encoder gradient is the same with or without labels."""
+    method = build(name, tok)
+    method.train()
+    batch = make_batch(tok)
+    grads = []
+    for labels in (batch["labels"], {"shape": batch["labels"]["shape"]} if name == "supervised" else {}):
+        method.zero_grad(set_to_none=True)
+        torch.manual_seed(1)  # random 5x5 location, dropout
+        out = method({**batch, "labels": labels})
+        out.loss.backward()
+        grads.append([p.grad.clone() for p in method.encoder_parameters() if p.grad is not None])
+    assert len(grads[0]) == len(grads[1]) > 0
+    for a, b in zip(*grads):
+        assert torch.allclose(a, b, atol=1e-6, rtol=1e-5)
+
+
+def test_encoder_parameters_exclude_probes(tok):
+    method = build("tvdim", tok)
+    enc_ids = {id(p) for p in method.encoder_parameters()}
+    assert not enc_ids & {id(p) for p in method.probes.parameters()}
+    assert {id(p) for p in method.image_encoder.parameters()} <= enc_ids
+    assert {id(p) for p in method.text_encoder.parameters()} <= enc_ids
+
+
+def test_total_is_intra_plus_lambda_inter(tok):
+    method = build("tvdim", tok, "loss.lam=0.5")
+    method.train()
+    batch = {**make_batch(tok), "labels": {}}
+    out = method(batch)
+    intra = sum(out.terms[k] for k in ("nce_1t5", "nce_1t7", "nce_5t5", "nce_reg"))
+    assert torch.allclose(out.loss, intra + 0.5 * out.terms["inter_rank"], atol=1e-5)
+    clip = build("clip", tok, "loss.lam=0.5")
+    out = clip(batch)  # clip has no intra term: lambda does not scale its only loss
+    assert torch.allclose(out.loss, out.terms["inter_nce"], atol=1e-6)
+
+
+def test_terms_match_the_loss_functions(tok):
+    """nce_* and inter_rank equal the pure loss functions applied to the encoder outputs (same RNG draw)."""
+    method = build("tvdim", tok, "text.dropout=0.0")
+    method.train()
+    batch = {**make_batch(tok, has_text=[True, True, False, True, True, False]), "labels": {}}
+    torch.manual_seed(5)
+    out = method(batch)
+    torch.manual_seed(5)
+    b = batch["x1"].shape[0]
+    r1, r5, r7 = (t.split(b) for t in method.image_encoder(torch.cat([batch["x1"], batch["x2"]])))
+    t5 = [r.flatten(2) for r in r5]
+    t7 = [r.flatten(2) for r in r7]
+    l15 = 0.5 * (amdim_nce(r1[0], t5[1])[0] + amdim_nce(r1[1], t5[0])[0])
+    l17 = 0.5 * (amdim_nce(r1[0], t7[1])[0] + amdim_nce(r1[1], t7[0])[0])
+    src5 = [random_locations(r) for r in r5]
+    l55 = 0.5 * (amdim_nce(src5[0], t5[1])[0] + amdim_nce(src5[1], t5[0])[0])
+    reg = sum(0.5 * (amdim_nce(s[0], t[1])[1] + amdim_nce(s[1], t[0])[1])
+              for s, t in ((r1, t5), (r1, t7), (src5, t5)))
+    assert torch.allclose(out.terms["nce_1t5"], l15, atol=1e-5)
+    assert torch.allclose(out.terms["nce_1t7"], l17, atol=1e-5)
+    assert torch.allclose(out.terms["nce_5t5"], l55, atol=1e-5)
+    assert torch.allclose(out.terms["nce_reg"], reg, atol=1e-5)
+    txt = method.text_encoder(batch["ids"], batch["mask"]).sentence
+    valid = batch["has_text"]
+    inter = 0.5 * (ranking_loss(r1[0], txt, valid=valid) + ranking_loss(r1[1], txt, valid=valid))
+    assert torch.allclose(out.terms["inter_rank"], inter, atol=1e-5)
+
+
+@pytest.mark.parametrize("name", ["tvdim", "tvdim-nce", "clip"])
+def test_rows_without_caption_do_not_change_inter_term(name, tok):
+    method = build(name, tok)
+    method.eval()  # deterministic (no dropout) so only the caption ids differ
+    batch = make_batch(tok, has_text=[True, False, True, True, False, True])
+    assert batch["has_text"].tolist() == [True, False, True, True, False, True]
+    key = "inter_rank" if name == "tvdim" else "inter_nce"
+    torch.manual_seed(2)
+    a = method(batch)
+    other = dict(batch)
+    ids2, mask2 = tok(["a purple diamond and an orange cross at the top left"] * 6)
+    ids, mask = batch["ids"].clone(), batch["mask"].clone()
+    width = min(ids.shape[1], ids2.shape[1])
+    for i in (1, 4):  # rewrite the caption ids of the rows without text
+        ids[i, :width], mask[i, :width] = ids2[i, :width], mask2[i, :width]
+    other["ids"], other["mask"] = ids, mask
+    torch.manual_seed(2)
+    b = method(other)
+    assert torch.allclose(a.terms[key], b.terms[key], atol=1e-6)
+    assert torch.allclose(a.loss, b.loss, atol=1e-5)
+    # whereas changing a captioned row's text does change it
+    ids3 = batch["ids"].clone()
+    ids3[0, 1:int(batch["mask"][0].sum()) - 1] = ids2[0, 1]
+    torch.manual_seed(2)
+    c = method({**batch, "ids": ids3})
+    assert not torch.allclose(a.terms[key], c.terms[key], atol=1e-6)
+
+
+def test_inter_term_zero_without_any_caption(tok):
+    method = build("tvdim", tok)
+    method.eval()
+    out = method(make_batch(tok, has_text=[False] * 6))
+    assert out.terms["inter_rank"].item() == 0.0
+    assert torch.isfinite(out.loss)
+
+
+def test_unknown_method_is_config_error_listing_methods(tok):
+    cfg = cfg_for("amdim")
+    cfg.train.method = "simclr"
+    with pytest.raises(ConfigError) as info:
+        build_method(cfg, TASKS, tok.vocab_size)
+    msg = str(info.value)
+    assert "simclr" in msg
+    for name in ("amdim", "tvdim", "tvdim-nce", "clip", "supervised"):
+        assert name in msg
+
+
+def test_text_method_needs_vocab_size():
+    with pytest.raises(ValueError, match="vocab_size"):
+        build_method(cfg_for("tvdim"), TASKS, None)
+
+
+def test_supervised_needs_labels_and_valid_task(tok):
+    with pytest.raises(ValueError, match="labelled"):
+        build_method(cfg_for("supervised"), {}, None)
+    with pytest.raises(ValueError, match="nosuch"):
+        build_method(cfg_for("supervised", "train.probe_task=nosuch"), TASKS, None)
+    m = build_method(cfg_for("supervised", "train.probe_task=colour"), TASKS, None)
+    assert m.task == "colour"

@@ -1,0 +1,126 @@
+"""Typed config: defaults <- YAML <- overrides, with errors that name the key."""
+from __future__ import annotations
+
+import pytest
+
+from tvdim.config import Config, from_dict, load_config, parse_override, replace, to_plain
+from tvdim.errors import ConfigError
+
+
+def test_defaults_match_method_md():
+    cfg = load_config()
+    assert cfg.optim.lr == 2e-4 and cfg.optim.betas == (0.8, 0.999) and cfg.optim.weight_decay == 1e-5
+    assert cfg.optim.warmup_steps == 500 and cfg.optim.decay_factor == 0.2
+    assert cfg.loss.margin == 0.2 and cfg.loss.hinge == "sum" and cfg.loss.lam == 1.0
+    assert cfg.loss.nce_tclip == 20.0 and cfg.loss.nce_reg == 0.05
+    assert (cfg.model.ndf, cfg.model.n_rkhs, cfg.model.n_depth) == (128, 1024, 3)
+
+
+def test_yaml_then_overrides_precedence(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  steps: 5\n  batch_size: 16\nmodel:\n  ndf: 16\n")
+    cfg = load_config(p, ["train.steps=7"], base={"train": {"steps": 3, "seed": 9}, "model": {"ndf": 4}})
+    assert cfg.train.steps == 7  # override beats YAML beats base
+    assert cfg.train.batch_size == 16 and cfg.model.ndf == 16  # YAML beats base
+    assert cfg.train.seed == 9  # base kept where nothing else sets it
+    assert cfg.model.n_rkhs == 1024  # defaults elsewhere
+    assert load_config(p).train.steps == 5
+
+
+def test_later_override_wins():
+    assert load_config(overrides=["train.steps=3", "train.steps=4"]).train.steps == 4
+
+
+def test_unknown_key_names_key_and_lists_valid_ones():
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=["train.stepz=3"])
+    msg = str(info.value)
+    assert "train.stepz" in msg
+    for key in ("steps", "batch_size", "method", "out_dir"):
+        assert key in msg
+    with pytest.raises(ConfigError, match="'bogus'.*data, model, text, loss, optim, train, eval"):
+        load_config(overrides=["bogus.x=1"])
+
+
+def test_unknown_key_in_yaml(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("model:\n  width: 3\n")
+    with pytest.raises(ConfigError, match="model.width.*ndf"):
+        load_config(p)
+
+
+@pytest.mark.parametrize("override,key", [("train.steps=abc", "train.steps"), ("train.steps=1.5", "train.steps"),
+                                          ("model.use_bn=maybe", "model.use_bn"), ("optim.lr=fast", "optim.lr"),
+                                          ("optim.betas=[0.9]", "optim.betas"), ("train.steps=", "train.steps")])
+def test_bad_value_type_names_key(override, key):
+    with pytest.raises(ConfigError, match=key.replace(".", r"\.")):
+        load_config(overrides=[override])
+
+
+def test_types_are_coerced():
+    cfg = load_config(overrides=["train.steps=10", "optim.lr=1e-3", "model.use_bn=yes", "train.progress=off",
+                                 "data.path=123", "train.steps=12.0"])
+    assert cfg.train.steps == 12 and isinstance(cfg.train.steps, int)
+    assert cfg.optim.lr == 1e-3 and isinstance(cfg.optim.lr, float)
+    assert cfg.model.use_bn is True and cfg.train.progress is False
+    assert cfg.data.path == "123"
+
+
+def test_tuple_betas_override():
+    cfg = load_config(overrides=["optim.betas=[0.9,0.99]"])
+    assert cfg.optim.betas == (0.9, 0.99) and isinstance(cfg.optim.betas, tuple)
+    assert load_config(overrides=["optim.betas=[1, 0]"]).optim.betas == (1.0, 0.0)
+
+
+@pytest.mark.parametrize("override,key,values", [
+    ("loss.hinge=foo", "loss.hinge", ["sum", "max", "logistic"]),
+    ("text.pooling=max", "text.pooling", ["mean", "cls"]),
+    ("train.precision=fp64", "train.precision", ["auto", "fp32", "bf16", "fp16"]),
+    ("train.method=simclr", "method", ["amdim", "tvdim", "tvdim-nce", "clip", "random", "supervised"]),
+])
+def test_invalid_choice_lists_values(override, key, values):
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=[override])
+    msg = str(info.value)
+    assert key in msg and all(v in msg for v in values)
+
+
+@pytest.mark.parametrize("override", ["model.image_size=48", "train.batch_size=1", "train.steps=0",
+                                      "data.paired_fraction=1.5"])
+def test_invalid_values_rejected(override):
+    with pytest.raises(ConfigError):
+        load_config(overrides=[override])
+
+
+def test_section_needs_mapping_and_override_syntax():
+    with pytest.raises(ConfigError, match="section"):
+        load_config(overrides=["train=5"])
+    with pytest.raises(ConfigError, match="section.key=value"):
+        load_config(overrides=["train.steps"])
+    assert parse_override("a.b.c=[1, 2]") == {"a": {"b": {"c": [1, 2]}}}
+
+
+def test_config_file_errors(tmp_path):
+    with pytest.raises(ConfigError, match="missing.yaml"):
+        load_config(tmp_path / "missing.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("train: [unclosed\n")
+    with pytest.raises(ConfigError, match="bad.yaml"):
+        load_config(bad)
+    lst = tmp_path / "list.yaml"
+    lst.write_text("- a\n- b\n")
+    with pytest.raises(ConfigError, match="mapping"):
+        load_config(lst)
+
+
+def test_to_plain_round_trip_and_replace():
+    cfg = load_config(overrides=["optim.betas=[0.9,0.99]", "train.method=clip"])
+    plain = to_plain(cfg)
+    assert plain["optim"]["betas"] == [0.9, 0.99]
+    back = from_dict(plain)
+    assert isinstance(back, Config) and back == cfg
+    new = replace(cfg, train={"method": "amdim", "steps": 3})
+    assert new.train.method == "amdim" and new.train.steps == 3
+    assert cfg.train.method == "clip"  # original untouched
+    with pytest.raises(ConfigError):
+        replace(cfg, train={"method": "nope"})
