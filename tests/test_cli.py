@@ -78,10 +78,6 @@ def test_evaluate_writes_results(run_dir, tmp_path, capsys):
     assert "| tvdim |" in capsys.readouterr().out
 
 
-@pytest.mark.xfail(reason="BUG: `tvdim evaluate CKPT --out DIR key=value` is rejected by argparse ('unrecognized "
-                          "arguments'): the positional `checkpoint` and `overrides` (nargs='*') are consumed together "
-                          "before --out, so overrides after an option are lost (cli.py:85-90); only "
-                          "`evaluate --out DIR CKPT key=value` works", strict=True, raises=SystemExit)
 def test_evaluate_overrides_after_options(run_dir, tmp_path):
     out = tmp_path / "ev2"
     code = main(["evaluate", str(run_dir / "checkpoints" / "last.pt"), "--out", str(out), "eval.knn_k=3"])
@@ -102,18 +98,12 @@ def test_evaluate_bad_override_exit_2(run_dir, capsys):
     assert "eval.nope" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(reason="BUG: cli._eval_config opens --config with a bare open() (cli.py:37); a missing file "
-                          "raises FileNotFoundError (traceback, exit 1) instead of a ConfigError (exit 2)",
-                   strict=True, raises=FileNotFoundError)
 def test_evaluate_missing_config_file_exit_2(run_dir, tmp_path, capsys):
     code = main(["evaluate", str(run_dir / "checkpoints" / "last.pt"), "--config", str(tmp_path / "nope.yaml")])
     assert code == 2
     assert "nope.yaml" in capsys.readouterr().err
 
 
-@pytest.mark.xfail(reason="BUG: a training set smaller than one batch raises a plain ValueError from "
-                          "ResumableSampler (data/pipeline.py:126), not a DataError, so the CLI prints a traceback "
-                          "and exits 1 instead of one clear line and exit 2", strict=True, raises=ValueError)
 def test_dataset_smaller_than_batch_exit_2(tmp_path, capsys):
     code = main(["pretrain", "--method", "amdim", "--out", str(tmp_path / "s"), *TINY, "data.synth_train=4",
                  "train.steps=1"])

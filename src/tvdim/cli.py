@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from .config import Config, from_dict, load_config, merge, parse_override, to_plain, validate
+from .config import Config, from_dict, load_config, merge, parse_override, read_yaml, to_plain, validate
 from .errors import TvdimError
 
 OVERRIDE_HELP = "config overrides as section.key=value, e.g. train.steps=100 model.ndf=64"
@@ -34,8 +34,7 @@ def _eval_config(args: argparse.Namespace) -> Config:
 
     cfg = from_dict(load_checkpoint(args.checkpoint)["config"])
     if args.config:
-        data = yaml.safe_load(open(args.config)) or {}
-        merge(cfg, data)
+        merge(cfg, read_yaml(args.config))
     for o in args.overrides:
         merge(cfg, parse_override(o))
     return validate(cfg)
@@ -108,7 +107,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    # key=value overrides may come after options (``evaluate CKPT --out DIR data.path=...``)
+    args, rest = parser.parse_known_args(argv)
+    extra = [r for r in rest if "=" in r and not r.startswith("-")]
+    if len(extra) != len(rest) or (extra and not hasattr(args, "overrides")):
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    if extra:
+        args.overrides = list(args.overrides) + extra
     logging.basicConfig(level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     try:
         code: Any = args.func(args)

@@ -164,6 +164,8 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
                     return False
                 raise ValueError(value)
             return bool(value)
+        if typ in (int, float) and isinstance(value, bool):
+            raise ValueError(value)
         if typ in (int, float, str):
             if typ is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
@@ -233,6 +235,20 @@ def merge(cfg: Config, data: dict[str, Any]) -> Config:
     return cfg
 
 
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """A YAML config file as a mapping; ConfigError naming the file when missing, malformed or not a mapping."""
+    p = Path(path)
+    if not p.is_file():
+        raise ConfigError(f"config file not found: {p}")
+    try:
+        data = yaml.safe_load(p.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(data).__name__}")
+    return data
+
+
 def load_config(path: str | Path | None = None, overrides: list[str] | None = None,
                 base: dict[str, Any] | None = None) -> Config:
     """Build a :class:`Config`: defaults <- ``base`` <- YAML file <- ``overrides`` (``a.b=value`` strings)."""
@@ -240,16 +256,7 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
     if base:
         _apply(cfg, base)
     if path:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"config file not found: {p}")
-        try:
-            data = yaml.safe_load(p.read_text()) or {}
-        except yaml.YAMLError as exc:
-            raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
-        if not isinstance(data, dict):
-            raise ConfigError(f"config file {p} must hold a mapping of sections, got {type(data).__name__}")
-        _apply(cfg, data)
+        _apply(cfg, read_yaml(path))
     for text in overrides or []:
         _apply(cfg, parse_override(text))
     return validate(cfg)
@@ -269,4 +276,4 @@ def replace(cfg: Config, **sections: dict[str, Any]) -> Config:
 
 
 __all__ = ["Config", "DataConfig", "ModelConfig", "TextConfig", "LossConfig", "OptimConfig", "TrainConfig",
-           "EvalConfig", "load_config", "from_dict", "replace", "to_plain", "METHODS"]
+           "EvalConfig", "load_config", "read_yaml", "from_dict", "replace", "to_plain", "METHODS"]

@@ -61,8 +61,9 @@ def test_evaluate_results_and_files(method, ckpts, tmp_path):
 def test_evaluate_is_deterministic(ckpts):
     a = evaluate(ckpts["amdim"], seed=1)
     b = evaluate(ckpts["amdim"], seed=1)
-    for task in a["tasks"]:  # MLP: see test_mlp_probe_is_seeded (xfail)
+    for task in a["tasks"]:
         assert a["tasks"][task]["linear"] == b["tasks"][task]["linear"]
+        assert a["tasks"][task]["mlp"] == b["tasks"][task]["mlp"]
         assert a["tasks"][task]["knn"] == b["tasks"][task]["knn"]
 
 

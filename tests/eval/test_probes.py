@@ -111,10 +111,6 @@ def test_linear_probe_is_seeded():
     assert not torch.equal(a.weight, c.weight)
 
 
-@pytest.mark.xfail(reason="BUG: train_probe seeds only the initialisation (fork_rng around the head's "
-                          "construction, probes.py:18-20) and the batch order; the MLP's dropout draws from the global "
-                          "torch RNG, so the same seed gives a different MLP probe (and evaluate() MLP accuracy) "
-                          "from call to call", strict=True)
 def test_mlp_probe_is_seeded():
     x, y = gaussian_blobs(10, seed=5)
     a = train_probe("mlp", x, y, 4, epochs=2, batch_size=8, seed=3)

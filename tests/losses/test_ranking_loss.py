@@ -66,7 +66,8 @@ def test_logistic_formula_single_row():
     # B=1, N=2: s_ii = 0.5, the only negative 0.1 (both directions the same matrix)
     s = torch.tensor([[0.5, 0.1]])
     m, gamma = 0.2, 2.0
-    one_dir = torch.log1p(torch.exp(torch.tensor(gamma * (m - 0.5)))) + torch.log1p(torch.exp(torch.tensor(gamma * (m + 0.1))))
+    one_dir = (torch.log1p(torch.exp(torch.tensor(gamma * (m - 0.5))))
+               + torch.log1p(torch.exp(torch.tensor(gamma * (m + 0.1)))))
     got = ranking_loss_from_scores(s, s, margin=m, hinge="logistic", gamma=gamma)
     assert got.item() == pytest.approx(2 * one_dir.item(), abs=1e-6)
 

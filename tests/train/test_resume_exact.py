@@ -68,11 +68,6 @@ def test_resume_exact_when_step_uses_no_global_rng(tmp_path, tokenizer_file):
         assert torch.allclose(ga["exp_avg"], gb["exp_avg"], atol=1e-6)
 
 
-@pytest.mark.xfail(reason="BUG: trainer.pretrain restores the RNG state (set_rng_state, trainer.py:171) BEFORE "
-                          "iter(loader) (trainer.py:199); creating a DataLoader iterator draws its base seed from the "
-                          "global torch RNG, so after resume the global RNG (random 5x5 location of nce_5t5, text "
-                          "dropout, MLP dropout) is one draw ahead of the uninterrupted run",
-                   strict=True)
 @pytest.mark.parametrize("method", ["amdim", "tvdim"])
 def test_resume_exact(method, tmp_path, tokenizer_file):
     sa, sb = run_pair(method, tmp_path, tokenizer_file)
@@ -123,10 +118,6 @@ def test_resume_with_same_total_uses_same_lrs(tmp_path, monkeypatch):
     assert lrs == pytest.approx([1e-3 * lr_factor(s, 5, 2, 0.5, 0.2) for s in range(5)])
 
 
-@pytest.mark.xfail(reason="BUG: resuming with a larger train.steps reloads the optimizer's stored lr (computed "
-                          "with the OLD total) and uses it for the first resumed step; only later steps follow the "
-                          "new schedule (trainer.py:167-168: opt/sched load_state_dict without re-applying the "
-                          "new lr lambda)", strict=True)
 def test_resume_with_more_steps_follows_new_schedule(tmp_path, monkeypatch):
     lrs = []
     _record_lrs(monkeypatch, lrs)

@@ -125,7 +125,8 @@ class ResumableSampler(Sampler[int]):
         self.n, self.bs, self.seed, self.rank, self.world = n, batch_size, seed, rank, world_size
         self.per_epoch = n // (batch_size * world_size)  # full global batches per epoch
         if self.per_epoch < 1:
-            raise ValueError(f"dataset of {n} samples is smaller than one global batch ({batch_size} x {world_size})")
+            raise DataError(f"the training data has {n} samples, fewer than one global batch ({batch_size} x "
+                            f"{world_size}); lower train.batch_size or add data")
         self.start_batch = start_batch
 
     def __iter__(self) -> Iterator[int]:

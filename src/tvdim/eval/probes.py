@@ -12,17 +12,21 @@ from ..methods.supervised import mlp_head
 def train_probe(kind: str, x_train: torch.Tensor, y_train: torch.Tensor, n_classes: int, epochs: int = 30,
                 batch_size: int = 256, lr: float = 1e-3, seed: int = 0) -> nn.Module:
     """Fit a ``linear`` or ``mlp`` classifier on ``x_train [N, D]`` / ``y_train [N]`` (rows with -1 skipped)."""
+    with torch.random.fork_rng(devices=[]):  # initialisation, order and dropout all follow ``seed``
+        torch.manual_seed(seed)
+        return _fit(kind, x_train, y_train, n_classes, epochs, batch_size, lr)
+
+
+def _fit(kind: str, x_train: torch.Tensor, y_train: torch.Tensor, n_classes: int, epochs: int, batch_size: int,
+         lr: float) -> nn.Module:
     keep = y_train >= 0
     x, y = x_train[keep], y_train[keep]
-    g = torch.Generator().manual_seed(seed)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        head = nn.Linear(x.shape[1], n_classes) if kind == "linear" else mlp_head(x.shape[1], n_classes)
+    head = nn.Linear(x.shape[1], n_classes) if kind == "linear" else mlp_head(x.shape[1], n_classes)
     opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=1e-6)
     sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
     head.train()
     for _ in range(epochs):
-        perm = torch.randperm(x.shape[0], generator=g)
+        perm = torch.randperm(x.shape[0])
         for i in range(0, x.shape[0], batch_size):
             idx = perm[i:i + batch_size]
             if len(idx) < 2 and kind == "mlp":  # BatchNorm needs two rows

@@ -41,7 +41,7 @@ def ranking_loss_from_scores(s_i2t: torch.Tensor, s_t2i: torch.Tensor, pos_offse
             hardest = torch.where(torch.isfinite(hardest), hardest, torch.full_like(hardest, -margin))
             total = total + F.softplus(gamma * (margin - s_pos.squeeze(1))) + F.softplus(gamma * (margin + hardest))
             continue
-        h = (margin - s_pos + s).clamp(min=0) * neg
+        h = (margin - s_pos + s).clamp(min=0).masked_fill(~neg, 0.0)
         if hinge == "sum":
             total = total + h.sum(dim=1)
         elif hinge == "max":

@@ -17,9 +17,9 @@ class CaptionTokenizer:
     """Wraps a ``tokenizers.Tokenizer``: ``[CLS] tokens [SEP]``, padded/truncated to ``max_len``.
 
     ``__call__(captions) -> (ids [B, max_len] int64, mask [B, max_len] bool)``: a fixed length, so that batches
-    from different ranks can be gathered. Training is not bit-reproducible across processes (the library breaks
-    ties between equally frequent merges in hash-map order): a run saves its tokenizer (``tokenizer.json`` and
-    inside every checkpoint), and ``text.tokenizer_path`` reuses one.
+    from different ranks can be gathered. Training is not bit-reproducible (the library breaks ties between
+    equally frequent merges in hash-map order): a run saves its tokenizer (``tokenizer.json`` and inside every
+    checkpoint), and ``text.tokenizer_path`` reuses one, as the demo does for all its methods.
     """
 
     def __init__(self, tokenizer: Tokenizer, max_len: int = 32) -> None:
@@ -39,8 +39,8 @@ class CaptionTokenizer:
         tok.decoder = decoders.WordPiece()
         tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL,
                                                                    show_progress=False))
-        # The trainer numbers tokens in hash-map order, which changes from process to process: renumber them
-        # (specials first, then sorted) so that the same corpus gives the same ids.
+        # The trainer numbers tokens in hash-map order: renumber them (specials first, then sorted) so ids are
+        # stable whenever the learned pieces are. Which pieces win ties still varies between calls (see class doc).
         learned = tok.get_vocab()
         order = SPECIAL + sorted(t for t in learned if t not in SPECIAL)
         tok.model = models.WordPiece({t: i for i, t in enumerate(order)}, unk_token="[UNK]")

@@ -27,7 +27,7 @@ from . import distributed as dist_utils
 from .checkpoint import load_checkpoint, resolve_resume, rng_state, save_checkpoint, set_rng_state
 from .device import autocast, configure_backends, resolve_device, resolve_precision
 from .runlog import RunLogger, setup_logging
-from .schedule import build_scheduler
+from .schedule import build_scheduler, lr_factor
 
 log = logging.getLogger("tvdim.train")
 
@@ -78,9 +78,11 @@ def make_loader(cfg: Config, source: Any, tokenizer: CaptionTokenizer | None, ta
         extra: dict[str, Any] = {"sampler": sampler}
     else:  # streaming (WebDataset): ranks / workers split shards inside the source
         ds, extra = StreamingPretrainDataset(source, size, cfg.train.seed + start_step, cfg.data.paired_fraction), {}
+    # A private generator: creating the iterator must not draw from the global RNG (exact resume).
+    gen = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + start_step)
     return DataLoader(ds, batch_size=bs, num_workers=workers, collate_fn=Collator(tokenizer, tasks), pin_memory=pin,
                       persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None, drop_last=True,
-                      **extra)
+                      generator=gen, **extra)
 
 
 class _StopFlag:
@@ -175,6 +177,9 @@ def pretrain(cfg: Config, resume: str | None = None) -> PretrainResult:
         sched.load_state_dict(state["scheduler"])
         scaler.load_state_dict(state["scaler"])
         step, seen = int(state["step"]), int(state["samples_seen"])
+        for group, base in zip(opt.param_groups, sched.base_lrs):  # train.steps may have changed
+            group["lr"] = base * lr_factor(step, cfg.train.steps, cfg.optim.warmup_steps, cfg.optim.decay_at,
+                                           cfg.optim.decay_factor)
         set_rng_state(state["rng"])
         log.info("resumed from %s at step %d", ckpt_path, step)
 
