@@ -9,7 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from .config import Config, load_config, replace, to_plain
+from .data.sources import caption_corpus
 from .eval.evaluate import evaluate, markdown_table
+from .models.tokenizer import CaptionTokenizer
 from .report import write_report
 from .train.trainer import pretrain
 
@@ -26,6 +28,11 @@ def run_demo(out_dir: str | Path = "runs/demo", overrides: list[str] | None = No
     """Run every method on the same data and settings; write results.json, report.md and plots in ``out_dir``."""
     out = Path(out_dir)
     base: Config = load_config(demo_config_path(), overrides)
+    out.mkdir(parents=True, exist_ok=True)
+    if not base.text.tokenizer_path:  # one tokenizer for every text method, so they compare on equal terms
+        tok_path = out / "tokenizer.json"
+        CaptionTokenizer.train(caption_corpus(base.data), base.text.vocab_size, base.text.max_len).save(tok_path)
+        base = replace(base, text={"tokenizer_path": str(tok_path)})
     results: dict[str, Any] = {}
     run_dirs: dict[str, Path] = {}
     t_all = time.perf_counter()
@@ -38,7 +45,6 @@ def run_demo(out_dir: str | Path = "runs/demo", overrides: list[str] | None = No
         results[m]["pretrain_seconds"] = round(t1 - t0, 1)
         run_dirs[m] = res.out_dir
         log.info("%s: pretrain %.0fs, eval %.0fs", m, t1 - t0, time.perf_counter() - t1)
-    out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(results, indent=2))
     (out / "config.json").write_text(json.dumps(to_plain(base), indent=2))
     total = time.perf_counter() - t_all
