@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# GPU check (< 10 min on one H100): a smoke test of every method in bf16 (a few steps, checkpoint, resume,
+# evaluate) and the throughput benchmark. Prints images/s, peak memory and the device name; figures land in $OUT
+# (default benchmarks/out). Usage: bash benchmarks/gpu_check.sh
+set -euo pipefail
+OUT=${OUT:-benchmarks/out}
+mkdir -p "$OUT"
+export PYTHONPATH="src${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
+PY=${PYTHON:-python3}
+$PY -c "import torch; print('device:', torch.cuda.get_device_name(0), '| torch', torch.__version__)"
+SMOKE=$(mktemp -d)
+COMMON="train.device=cuda train.precision=bf16 model.image_size=64 model.ndf=64 model.n_rkhs=512 model.n_depth=2 \
+train.batch_size=128 train.ckpt_every=10 train.log_every=5 train.progress=false data.synth_train=2048 \
+data.synth_test=512 data.workers=4 optim.warmup_steps=5"
+for m in amdim tvdim tvdim-nce clip supervised; do
+  $PY -m tvdim.cli pretrain --method "$m" --out "$SMOKE/$m" $COMMON train.steps=20
+  tail -n 2 "$SMOKE/$m/metrics.jsonl" | head -n 1
+done
+$PY -m tvdim.cli pretrain --out "$SMOKE/tvdim" --resume latest $COMMON train.steps=30   # resume 20 -> 30
+$PY -m tvdim.cli evaluate "$SMOKE/tvdim/checkpoints/last.pt" --device cuda --out "$OUT/gpu_eval"
+$PY benchmarks/throughput.py --device cuda --sizes 32,64,128 --batches 64,256 --ndf 128 --n-rkhs 1024 \
+  --n-depth 3 --text-dim 256 --steps 10 --warmup 3 --out "$OUT/throughput_gpu.json"

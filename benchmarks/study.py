@@ -1,0 +1,224 @@
+"""The reproduction study on real data (RSICD, transfer to CIFAR-10): run experiments, then build the report.
+
+Each run = pretrain one method on the RSICD train images (+ captions for text methods), then evaluate the frozen
+encoder (linear / MLP / k-NN on the RSICD train labels, scored on the whole test split; retrieval for text methods;
+optionally the same probes on CIFAR-10). Every finished run appends one JSON line to ``<out>/results.jsonl``;
+re-running skips runs already there, so an interrupted study continues.
+
+  python benchmarks/study.py run --experiment main --seeds 0,1,2            # random/amdim/clip/tvdim-nce/tvdim/sup.
+  python benchmarks/study.py run --experiment noise --seeds 0,1,2           # caption swap p in {0,.25,.5,.75}
+  python benchmarks/study.py run --experiment sensitivity --seeds 0         # lambda, margin, hinge, local terms
+  python benchmarks/study.py run --experiment paired --seeds 0,1,2          # 10/25/50/100 % captioned
+  python benchmarks/study.py report --results benchmarks/results/study.jsonl --out docs/study
+
+Settings (``--size``, ``--steps``, ``--batch``, ``--set key=value``) are recorded in every result line.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import platform
+import statistics
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+EXPERIMENTS = ("main", "noise", "sensitivity", "paired")
+
+
+def plan(experiment: str) -> list[tuple[str, str, list[str]]]:
+    """(run label, method, extra overrides) for one experiment; noise runs carry ``noise=p`` in the label."""
+    if experiment == "main":
+        return [(m, m, []) for m in ("random", "amdim", "clip", "tvdim-nce", "tvdim", "supervised")]
+    if experiment == "noise":
+        runs = [("amdim", "amdim", [])]
+        for p in (0.0, 0.25, 0.5, 0.75):
+            runs += [(f"{m} p={p}", m, [f"noise={p}"]) for m in ("tvdim", "tvdim-nce", "clip")]
+        return runs
+    if experiment == "sensitivity":
+        runs = [(f"lambda={v}", "tvdim", [f"loss.lam={v}"]) for v in (0.25, 0.5, 1, 2, 4)]
+        runs += [(f"margin={v}", "tvdim", [f"loss.margin={v}"]) for v in (0.05, 0.1, 0.2, 0.5)]
+        runs += [("hinge=max", "tvdim", ["loss.hinge=max"]), ("global+local", "tvdim", ["loss.local=true"])]
+        return runs
+    if experiment == "paired":
+        return [(f"paired={f}", "tvdim", [f"data.paired_fraction={f}"]) for f in (0.1, 0.25, 0.5, 1.0)]
+    raise SystemExit(f"unknown experiment {experiment!r}; choose from {', '.join(EXPERIMENTS)}")
+
+
+def noisy_shards(data: Path, out: Path, p: float, seed: int = 0) -> str:
+    """RSICD train shards with captions swapped at rate p (written once with ``tvdim data corrupt-captions``)."""
+    from tvdim.data.formats.corrupt import corrupt_captions
+
+    pattern = str(data / "rsicd" / "rsicd-train-{000000..000008}.tar")
+    if p == 0:
+        return pattern
+    target = out / f"rsicd-noise-{p}"
+    if not (target / "sizes.json").exists():
+        corrupt_captions(pattern, str(target), "wds", "swap", p, seed)
+    return str(target)
+
+
+def run(args: argparse.Namespace) -> None:
+    import torch
+
+    from tvdim.config import load_config
+    from tvdim.eval.evaluate import evaluate
+    from tvdim.train.trainer import pretrain
+
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.jsonl"
+    done = set()
+    if results_path.exists():
+        done = {(r["experiment"], r["label"], r["seed"]) for r in map(json.loads, results_path.read_text().splitlines())}
+    data = Path(args.data)
+    rsicd = data / "rsicd"
+    base = [f"data.format=wds", f"data.path={rsicd}/rsicd-train-{{000000..000008}}.tar",
+            f"data.eval_train_path={rsicd}/rsicd-train-{{000000..000008}}.tar",
+            f"data.eval_test_path={rsicd}/rsicd-test-{{000000..000001}}.tar", f"data.workers={args.workers}",
+            f"model.image_size={args.size}", f"model.ndf={args.ndf}", f"model.n_rkhs={args.n_rkhs}",
+            f"model.n_depth={args.n_depth}", "text.vocab_size=2000", "text.dim=128", "text.layers=2",
+            f"train.steps={args.steps}", f"train.batch_size={args.batch}", f"optim.warmup_steps={args.warmup}",
+            f"train.device={args.device}", "train.progress=false", f"train.log_every={max(1, args.steps // 50)}",
+            f"train.ckpt_every={args.steps}", f"eval.linear_epochs={args.probe_epochs}",
+            f"eval.mlp_epochs={args.probe_epochs}", *args.set]
+    device = "cpu"
+    if torch.cuda.is_available() and args.device != "cpu":
+        device = torch.cuda.get_device_name(0)
+    machine = f"{device}; {platform.machine()}, {torch.get_num_threads()} torch threads"
+    for seed in [int(s) for s in args.seeds.split(",")]:
+        for label, method, extra in plan(args.experiment):
+            if (args.experiment, label, seed) in done:
+                continue
+            over = [o for o in extra if not o.startswith("noise=")]
+            noise = [float(o.split("=")[1]) for o in extra if o.startswith("noise=")]
+            if noise:
+                over.append(f"data.path={noisy_shards(data, out, noise[0])}")
+            run_dir = out / "runs" / args.experiment / f"{label.replace(' ', '_')}-s{seed}"
+            cfg = load_config(overrides=base + over + [f"train.method={method}", f"train.seed={seed}",
+                                                       f"train.out_dir={run_dir}", "train.probe_task=label"])
+            t0 = time.perf_counter()
+            res = pretrain(cfg)
+            t1 = time.perf_counter()
+            ev_device = "cuda" if device != "cpu" else "cpu"
+            record: dict[str, Any] = {
+                "experiment": args.experiment, "label": label, "method": method, "seed": seed, "overrides": over,
+                "rsicd": evaluate(res.checkpoint, device=ev_device, seed=seed), "pretrain_s": round(t1 - t0, 1),
+                "machine": machine, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+                "settings": {"size": args.size, "steps": args.steps, "batch": args.batch, "ndf": args.ndf,
+                             "n_rkhs": args.n_rkhs, "n_depth": args.n_depth, "set": args.set}}
+            if args.transfer:
+                c10 = data / "cifar10"
+                tcfg = load_config(overrides=[f"data.format=wds", f"data.eval_train_path={c10}/cifar10-train-{{000000..000009}}.tar",
+                                              f"data.eval_test_path={c10}/cifar10-test-{{000000..000001}}.tar",
+                                              f"data.workers={args.workers}", f"model.image_size={args.size}",
+                                              f"eval.linear_epochs={args.probe_epochs}",
+                                              f"eval.mlp_epochs={args.probe_epochs}"])
+                record["cifar10"] = evaluate(res.checkpoint, tcfg.data, tcfg.eval, device=ev_device, seed=seed)
+            record["total_s"] = round(time.perf_counter() - t0, 1)
+            with results_path.open("a") as f:
+                f.write(json.dumps(record) + "\n")
+            acc = record["rsicd"]["tasks"].get("label", {})
+            print(f"[{args.experiment}] {label} seed {seed}: linear {acc.get('linear', 0):.3f} "
+                  f"mlp {acc.get('mlp', 0):.3f} knn {acc.get('knn', 0):.3f} ({record['total_s']} s)", flush=True)
+
+
+def _ms(values: list[float]) -> str:
+    if not values:
+        return "-"
+    m = 100 * statistics.mean(values)
+    s = 100 * statistics.stdev(values) if len(values) > 1 else 0.0
+    return f"{m:.1f} ± {s:.1f}"
+
+
+def report(args: argparse.Namespace) -> None:
+    """Tables (mean ± std over seeds) and the caption-noise plot from results.jsonl files."""
+    rows = [json.loads(line) for p in args.results for line in Path(p).read_text().splitlines() if line.strip()]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    lines = [f"<!-- generated by: python benchmarks/study.py report --results {' '.join(args.results)} "
+             f"--out {args.out} -->"]
+    for exp in EXPERIMENTS:
+        runs = [r for r in rows if r["experiment"] == exp]
+        if not runs:
+            continue
+        first = runs[0]
+        wall = sum(r["total_s"] for r in runs)
+        lines += ["", f"### {exp}", "", f"{len({r['seed'] for r in runs})} seed(s); settings {first['settings']}; "
+                  f"machine: {first['machine']}; dates {min(r['date'] for r in runs)} .. "
+                  f"{max(r['date'] for r in runs)}; total wall time {wall / 60:.1f} min.", "",
+                  "| run | n | RSICD linear | RSICD MLP | RSICD k-NN | R@1 i2t | R@5 i2t | R@10 i2t | R@1 t2i |"
+                  " CIFAR-10 linear |", "|---|---|---|---|---|---|---|---|---|---|"]
+        labels = list(dict.fromkeys(r["label"] for r in runs))
+        for label in labels:
+            rs = [r for r in runs if r["label"] == label]
+            acc = [r["rsicd"]["tasks"]["label"] for r in rs]
+            ret = [r["rsicd"].get("retrieval") for r in rs if r["rsicd"].get("retrieval")]
+            c10 = [r["cifar10"]["tasks"]["label"]["linear"] for r in rs if "cifar10" in r]
+            cells = [label, str(len(rs))] + [_ms([a[k] for a in acc]) for k in ("linear", "mlp", "knn")]
+            cells += [_ms([x[k] for x in ret]) for k in ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1")]
+            cells.append(_ms(c10))
+            lines.append("| " + " | ".join(cells) + " |")
+        if exp == "noise":
+            lines += ["", f"![caption noise](noise.png)"]
+            _noise_plot(runs, out / "noise.png")
+    (out / "study.md").write_text("\n".join(lines) + "\n")
+    print((out / "study.md").read_text())
+
+
+def _noise_plot(runs: list[dict], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(5, 3.4))
+    ref = [r["rsicd"]["tasks"]["label"]["linear"] for r in runs if r["label"] == "amdim"]
+    if ref:
+        ax.axhline(100 * statistics.mean(ref), color="gray", ls="--", label="amdim (no text)")
+    for m in ("tvdim", "tvdim-nce", "clip"):
+        ps = sorted({float(r["label"].split("p=")[1]) for r in runs if r["method"] == m and "p=" in r["label"]})
+        if not ps:
+            continue
+        ys = [[r["rsicd"]["tasks"]["label"]["linear"] for r in runs if r["label"] == f"{m} p={p}"] for p in ps]
+        ax.errorbar(ps, [100 * statistics.mean(y) for y in ys],
+                    [100 * statistics.stdev(y) if len(y) > 1 else 0 for y in ys], marker="o", capsize=3, label=m)
+    ax.set(xlabel="fraction of captions swapped", ylabel="RSICD linear probe (%)", title="caption noise")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = p.add_subparsers(dest="cmd", required=True)
+    r = sub.add_parser("run")
+    r.add_argument("--experiment", choices=EXPERIMENTS, default="main")
+    r.add_argument("--data", default="../shared/data")
+    r.add_argument("--out", default="benchmarks/out/study")
+    r.add_argument("--seeds", default="0,1,2")
+    r.add_argument("--size", type=int, default=64)
+    r.add_argument("--steps", type=int, default=600)
+    r.add_argument("--batch", type=int, default=64)
+    r.add_argument("--warmup", type=int, default=100)
+    r.add_argument("--ndf", type=int, default=32)
+    r.add_argument("--n-rkhs", dest="n_rkhs", type=int, default=256)
+    r.add_argument("--n-depth", dest="n_depth", type=int, default=1)
+    r.add_argument("--probe-epochs", dest="probe_epochs", type=int, default=20)
+    r.add_argument("--workers", type=int, default=1)
+    r.add_argument("--device", default="auto")
+    r.add_argument("--transfer", action="store_true", help="also probe the encoders on CIFAR-10")
+    r.add_argument("--set", nargs="*", default=[], help="extra config overrides for every run")
+    r.set_defaults(func=run)
+    g = sub.add_parser("report")
+    g.add_argument("--results", nargs="+", default=["benchmarks/results/study.jsonl"])
+    g.add_argument("--out", default="docs/study")
+    g.set_defaults(func=report)
+    args = p.parse_args()
+    args.func(args)
+
+
+if __name__ == "__main__":
+    main()
