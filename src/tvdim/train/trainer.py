@@ -12,7 +12,7 @@ from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
 from ..config import Config, DataConfig, from_dict, to_plain
@@ -70,7 +70,7 @@ def build_tokenizer(cfg: Config, dinfo: dist_utils.DistInfo, out_dir: Path,
 def make_loader(cfg: Config, source: Any, tokenizer: CaptionTokenizer | None, tasks: list[str], start_step: int,
                 dinfo: dist_utils.DistInfo, pin: bool) -> DataLoader:
     size, bs, workers = cfg.model.image_size, cfg.train.batch_size, cfg.data.workers
-    if hasattr(source, "__getitem__") and hasattr(source, "__len__"):
+    if not isinstance(source, IterableDataset):
         if len(source) == 0:
             raise DataError(f"the training data is empty (data.format={cfg.data.format}, data.path={cfg.data.path!r})")
         ds = PretrainDataset(source, size, cfg.train.seed, cfg.data.paired_fraction)
