@@ -21,7 +21,8 @@ class ContrastiveMethod(Method):
                  intra: bool, inter: str) -> None:
         self.name, self.intra, self.inter = name, intra, inter
         self.uses_text = inter != "none"
-        self.uses_all_parameters = intra  # without the intra term the r5 head (and r7 without local terms) is unused
+        # r5 heads serve only the intra term; text token heads (and r7 heads without intra) only the local terms
+        self.uses_all_parameters = intra and (inter == "none" or cfg.loss.local)
         super().__init__(cfg, tasks, vocab_size)
 
     # --- loss terms -------------------------------------------------------------------------------------------

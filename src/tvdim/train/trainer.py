@@ -82,7 +82,14 @@ def make_loader(cfg: Config, source: Any, tokenizer: CaptionTokenizer | None, ta
     gen = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + start_step)
     return DataLoader(ds, batch_size=bs, num_workers=workers, collate_fn=Collator(tokenizer, tasks), pin_memory=pin,
                       persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None, drop_last=True,
-                      generator=gen, **extra)
+                      generator=gen, worker_init_fn=ignore_stop_signals, **extra)
+
+
+def ignore_stop_signals(worker_id: int) -> None:
+    """DataLoader workers leave SIGTERM / SIGUSR1 to the main process, which checkpoints before they stop."""
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    if hasattr(signal, "SIGUSR1"):
+        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
 class _StopFlag:
@@ -103,6 +110,14 @@ class _StopFlag:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.signum = signum
+
+    def requested(self, world_size: int, device: torch.device) -> bool:
+        """True when any rank got a signal (all ranks agree, so they checkpoint at the same step)."""
+        if world_size == 1:
+            return self.signum is not None
+        flag = torch.tensor([float(self.signum is not None)], device=device)
+        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
+        return bool(flag.item())
 
     def __exit__(self, *exc: Any) -> None:
         for sig, old in self._old.items():
@@ -255,10 +270,10 @@ def pretrain(cfg: Config, resume: str | None = None) -> PretrainResult:
                 t_last, n_last, wait = now, seen, 0.0
             if step % cfg.train.ckpt_every == 0 or step == cfg.train.steps:
                 last_good = checkpoint()
-            if stop.signum is not None:
+            if stop.requested(dinfo.world_size, device):
                 last_good, stopped = checkpoint(), True
-                log.warning("received signal %d: checkpoint written to %s at step %d; continue with --resume latest",
-                            stop.signum, last_good, step)
+                log.warning("stop signal received: checkpoint written to %s at step %d; continue with --resume "
+                            "latest", last_good, step)
                 break
     bar.close()
     logger.write({"step": step, "data_quality": tracker.summary()}, step)
