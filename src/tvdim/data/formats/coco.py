@@ -1,7 +1,8 @@
 """COCO captions JSON and Karpathy-split JSON -> map-style datasets of :class:`Sample`.
 
 COCO: ``{"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"}]}``; images are
-``root/file_name`` (``root`` defaults to the JSON's folder).
+``root/file_name`` (``root`` defaults to the JSON's folder). An optional integer ``label`` on an image entry
+(written by ``tvdim data convert --to coco``; also read from Karpathy entries) becomes ``labels["label"]``.
 
 Karpathy (``dataset_coco.json`` / ``dataset_flickr30k.json``): ``{"images": [{"filename", "filepath"?, "split",
 "sentences": [{"raw"}]}]}``; images are ``root/filepath/filename``. ``split`` selects ``train`` (which also takes
@@ -37,10 +38,15 @@ def _load_json(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
     return data
 
 
-class _CaptionFile(Dataset):
-    """Shared map-style logic: ``self.items`` = list of (key, image path, raw captions)."""
+def _labels(entry: dict[str, Any]) -> dict[str, int]:
+    value = entry.get("label")
+    return {"label": int(value)} if isinstance(value, int) and not isinstance(value, bool) else {}
 
-    items: list[tuple[str, Path, list[Any]]]
+
+class _CaptionFile(Dataset):
+    """Shared map-style logic: ``self.items`` = list of (key, image path, raw captions, labels)."""
+
+    items: list[tuple[str, Path, list[Any], dict[str, int]]]
 
     def __init__(self, max_pixels: int, draft_size: int | None, require_caption: bool) -> None:
         self.max_pixels, self.draft_size, self.require_caption = max_pixels, draft_size, require_caption
@@ -49,16 +55,16 @@ class _CaptionFile(Dataset):
         return len(self.items)
 
     def iter_captions(self) -> Iterator[str]:
-        for _, _, caps in self.items:
+        for _, _, caps, _ in self.items:
             yield from clean_captions(caps)
 
     def __getitem__(self, i: int) -> Sample | BadSample:
-        key, path, raw = self.items[i]
+        key, path, raw, labels = self.items[i]
         caps = clean_captions(raw)
         if self.require_caption and not caps:
             return BadSample(key, "no non-empty caption")
         img = decode_image(path, key, self.max_pixels, self.draft_size)
-        return img if isinstance(img, BadSample) else Sample(key, img, caps, {})
+        return img if isinstance(img, BadSample) else Sample(key, img, caps, dict(labels))
 
 
 class CocoCaptions(_CaptionFile):
@@ -80,7 +86,8 @@ class CocoCaptions(_CaptionFile):
             if not isinstance(im, dict) or "file_name" not in im or "id" not in im:
                 keys = ", ".join(im) if isinstance(im, dict) else type(im).__name__
                 raise DataError(f"{self.path}: images[{n}] needs 'id' and 'file_name'; keys found: {keys}")
-            self.items.append((str(im["file_name"]), root_p / str(im["file_name"]), caps.get(im["id"], [])))
+            self.items.append((str(im["file_name"]), root_p / str(im["file_name"]), caps.get(im["id"], []),
+                               _labels(im)))
         if not self.items:
             raise DataError(f"no samples in {self.path} ('images' is empty)")
 
@@ -107,7 +114,7 @@ class KarpathyCaptions(_CaptionFile):
                 continue
             rel = Path(str(im.get("filepath", ""))) / str(im["filename"])
             raw = [s.get("raw") if isinstance(s, dict) else s for s in im.get("sentences", [])]
-            self.items.append((rel.as_posix(), root_p / rel, raw))
+            self.items.append((rel.as_posix(), root_p / rel, raw, _labels(im)))
         if not self.items:
             raise DataError(f"no samples with split {'/'.join(wanted)} in {self.path}; splits found: "
                             f"{', '.join(sorted(found)) or '(none)'}")
