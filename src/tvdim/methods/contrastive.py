@@ -16,6 +16,15 @@ from ..train.distributed import current, gather_no_grad, gather_with_grad
 from .base import Method, StepOutput
 
 
+def _pad_tokens(tokens: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pad ``[B, T, D]`` token features and ``[B, T]`` mask to ``length`` tokens when distributed (ranks' batches
+    are padded to their own longest caption, and gathering needs one shape)."""
+    pad = length - tokens.shape[1]
+    if current().world_size == 1 or pad <= 0:
+        return tokens, mask
+    return torch.nn.functional.pad(tokens, (0, 0, 0, pad)), torch.nn.functional.pad(mask, (0, pad))
+
+
 class ContrastiveMethod(Method):
     def __init__(self, cfg: Config, tasks: dict[str, int], vocab_size: int | None = None, *, name: str,
                  intra: bool, inter: str) -> None:
@@ -64,8 +73,9 @@ class ContrastiveMethod(Method):
             glob.append(self._inter_loss(g @ t_all_norm.T, t_norm @ g_all.T, offset, valid, valid_all))
             if self.cfg.loss.local:
                 loc_img = gather_with_grad(r7[v].flatten(2).transpose(1, 2))  # [N, 49, D]
-                tok_all = gather_with_grad(txt.tokens)  # [N, T, D]
-                mask_all = gather_no_grad(batch["mask"])
+                tokens, mask = _pad_tokens(txt.tokens, batch["mask"], self.cfg.text.max_len)  # same T on all ranks
+                tok_all = gather_with_grad(tokens)  # [N, T, D]
+                mask_all = gather_no_grad(mask)
                 s_t_img = global_local_scores(txt.sentence, loc_img)  # text global vs image locations [B, N]
                 s_i_tok = global_local_scores(r1[v], tok_all, mask_all)  # image global vs text tokens [B, N]
                 local.append(self._inter_loss(s_i_tok, s_t_img, offset, valid, valid_all))

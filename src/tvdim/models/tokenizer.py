@@ -16,8 +16,8 @@ PAD_ID, UNK_ID, CLS_ID, SEP_ID = range(4)
 class CaptionTokenizer:
     """Wraps a ``tokenizers.Tokenizer``: ``[CLS] tokens [SEP]``, padded/truncated to ``max_len``.
 
-    ``__call__(captions) -> (ids [B, max_len] int64, mask [B, max_len] bool)``: a fixed length, so that batches
-    from different ranks can be gathered. Training is not bit-reproducible (the library breaks ties between
+    ``__call__(captions) -> (ids [B, T] int64, mask [B, T] bool)`` with ``T`` the batch's longest caption rounded
+    up to a multiple of 8 (at most ``max_len``). Training is not bit-reproducible (the library breaks ties between
     equally frequent merges in hash-map order): a run saves its tokenizer (``tokenizer.json`` and inside every
     checkpoint), and ``text.tokenizer_path`` reuses one, as the demo does for all its methods.
     """
@@ -25,7 +25,7 @@ class CaptionTokenizer:
     def __init__(self, tokenizer: Tokenizer, max_len: int = 32) -> None:
         self.tok, self.max_len = tokenizer, max_len
         self.tok.enable_truncation(max_len)
-        self.tok.enable_padding(pad_id=PAD_ID, pad_token="[PAD]", length=max_len)
+        self.tok.enable_padding(pad_id=PAD_ID, pad_token="[PAD]", pad_to_multiple_of=8)
 
     @classmethod
     def train(cls, captions: Iterable[str], vocab_size: int = 2000, max_len: int = 32) -> "CaptionTokenizer":
