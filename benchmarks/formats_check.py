@@ -62,7 +62,7 @@ def main() -> None:
                       "R@1_i2t": ev.get("retrieval", {}).get("i2t_R@1"), "seconds": round(time.perf_counter() - t0, 1)}
         print(name, rows[name], flush=True)
     (out / "formats.json").write_text(json.dumps(rows, indent=2))
-    print(f"\n| format | training samples | probe train | test | linear | k-NN | wall s |\n|---|---|---|---|---|---|---|")
+    print("\n| format | training samples | probe train | test | linear | k-NN | wall s |\n|---|---|---|---|---|---|---|")
     for name, r in rows.items():
         print(f"| {name} | {r['train_samples']} | {r['probe_train']} | {r['test']} | {100 * r['linear']:.1f} | "
               f"{100 * r['knn']:.1f} | {r['seconds']} |")

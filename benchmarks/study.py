@@ -74,7 +74,7 @@ def run(args: argparse.Namespace) -> None:
         done = {(r["experiment"], r["label"], r["seed"]) for r in map(json.loads, results_path.read_text().splitlines())}
     data = Path(args.data)
     rsicd = data / "rsicd"
-    base = [f"data.format=wds", f"data.path={rsicd}/rsicd-train-{{000000..000008}}.tar",
+    base = ["data.format=wds", f"data.path={rsicd}/rsicd-train-{{000000..000008}}.tar",
             f"data.eval_train_path={rsicd}/rsicd-train-{{000000..000008}}.tar",
             f"data.eval_test_path={rsicd}/rsicd-test-{{000000..000001}}.tar", f"data.workers={args.workers}",
             f"model.image_size={args.size}", f"model.ndf={args.ndf}", f"model.n_rkhs={args.n_rkhs}",
@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> None:
                              "n_rkhs": args.n_rkhs, "n_depth": args.n_depth, "set": args.set}}
             if args.transfer:
                 c10 = data / "cifar10"
-                tcfg = load_config(overrides=[f"data.format=wds", f"data.eval_train_path={c10}/cifar10-train-{{000000..000009}}.tar",
+                tcfg = load_config(overrides=["data.format=wds", f"data.eval_train_path={c10}/cifar10-train-{{000000..000009}}.tar",
                                               f"data.eval_test_path={c10}/cifar10-test-{{000000..000001}}.tar",
                                               f"data.workers={args.workers}", f"model.image_size={args.size}",
                                               f"eval.linear_epochs={args.probe_epochs}",
@@ -161,7 +161,7 @@ def report(args: argparse.Namespace) -> None:
             cells.append(_ms(c10))
             lines.append("| " + " | ".join(cells) + " |")
         if exp == "noise":
-            lines += ["", f"![caption noise](noise.png)"]
+            lines += ["", "![caption noise](noise.png)"]
             _noise_plot(runs, out / "noise.png")
     (out / "study.md").write_text("\n".join(lines) + "\n")
     print((out / "study.md").read_text())

@@ -22,7 +22,6 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 import torch
-import torch.nn.functional as F
 
 from tvdim.config import load_config
 from tvdim.methods import build_method

@@ -7,14 +7,6 @@ import torch
 from tvdim.eval.probes import accuracy, knn_accuracy, train_probe
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: one intra-op thread is fastest and avoids oversubscription on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def gaussian_blobs(n_per, n_classes=4, d=16, sep=6.0, seed=0):
     g = torch.Generator().manual_seed(seed)

@@ -18,14 +18,6 @@ CAPTIONS = ["a small red circle at the top", "a big blue square", "the picture s
 TASKS = {"shape": 6, "colour": 8}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: one intra-op thread is fastest and avoids oversubscription on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.fixture(scope="module")
 def tok():

@@ -8,14 +8,6 @@ from tvdim.errors import ConfigError
 from tvdim.models.encoder import AmdimEncoder
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: one intra-op thread is fastest and avoids oversubscription on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 @pytest.mark.parametrize("size", [32, 64, 128])
 def test_encoder_output_shapes(size):

@@ -7,7 +7,6 @@ import tarfile
 from pathlib import Path
 
 import pytest
-import torch
 from PIL import Image
 
 from tvdim.config import load_config
@@ -47,7 +46,6 @@ def shards(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.mark.parametrize("workers", [0, 2])
 def test_pretrain_and_evaluate_on_shards(shards: Path, tmp_path: Path, workers: int) -> None:
-    torch.set_num_threads(1)
     data = ["data.format=wds", f"data.path={shards}/train-{{000000..000002}}.tar",
             f"data.eval_test_path={shards}/test-000000.tar", f"data.workers={workers}", "data.shuffle_buffer=16"]
     cfg = load_config(overrides=TINY + data + ["train.method=tvdim", "train.steps=4", f"train.out_dir={tmp_path}"])

@@ -19,14 +19,6 @@ TINY = ["model.ndf=8", "model.n_rkhs=32", "model.n_depth=1", "train.batch_size=8
         "eval.linear_epochs=2", "eval.mlp_epochs=2", "train.device=cpu"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_torch_thread():
-    """Tiny models: one intra-op thread is fastest and avoids oversubscription on a busy 2-core machine."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
 
 def tiny_cfg(method, out, *extra):
     return load_config(overrides=TINY + [f"train.method={method}", f"train.out_dir={out}", *extra])

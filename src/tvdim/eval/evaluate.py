@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 from typing import Any
 
-import torch
 
 from ..api import embed_texts, load_method
 from ..config import DataConfig, EvalConfig
@@ -94,4 +93,4 @@ def write_results(results: dict[str, Any], out_dir: Path) -> None:
     log.info("wrote %s", out_dir / "results.json")
 
 
-__all__ = ["evaluate", "markdown_table", "write_results", "torch"]
+__all__ = ["evaluate", "markdown_table", "write_results"]

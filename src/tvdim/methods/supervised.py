@@ -1,7 +1,6 @@
 """Supervised upper bound: the same encoder trained with labels (AMDIM's MLP classifier on r1 of view 1)."""
 from __future__ import annotations
 
-import torch
 from torch import nn
 
 from ..config import Config

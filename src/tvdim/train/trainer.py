@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import signal
 import time
 from dataclasses import dataclass
@@ -20,7 +19,7 @@ from ..data.formats.wds import expand_urls
 from ..data.pipeline import Collator, PretrainDataset, ResumableSampler, StreamingPretrainDataset
 from ..data.quality import SkipTracker
 from ..data.sources import build_source, caption_corpus
-from ..errors import ConfigError, DataError, NonFiniteLossError
+from ..errors import DataError, NonFiniteLossError
 from ..methods import Method, build_method, uses_text
 from ..models.tokenizer import CaptionTokenizer
 from . import distributed as dist_utils
@@ -283,4 +282,4 @@ def pretrain(cfg: Config, resume: str | None = None) -> PretrainResult:
     return PretrainResult(out, last_good or checkpoint(), step, stopped)
 
 
-__all__ = ["pretrain", "PretrainResult", "ConfigError", "source_tasks", "build_optimizer", "make_loader", "math"]
+__all__ = ["pretrain", "PretrainResult", "source_tasks", "build_optimizer", "make_loader"]
