@@ -9,6 +9,7 @@ re-running skips runs already there, so an interrupted study continues.
   python benchmarks/study.py run --experiment noise --seeds 0,1,2           # caption swap p in {0,.25,.5,.75}
   python benchmarks/study.py run --experiment sensitivity --seeds 0         # lambda, margin, hinge, local terms
   python benchmarks/study.py run --experiment paired --seeds 0,1,2          # 10/25/50/100 % captioned
+  python benchmarks/study.py run --dataset synthetic --experiment noise --seeds 0   # built-in data, demo settings
   python benchmarks/study.py report --results benchmarks/results/study.jsonl --out docs/study
 
 Settings (``--size``, ``--steps``, ``--batch``, ``--set key=value``) are recorded in every result line.
@@ -27,13 +28,13 @@ from typing import Any
 EXPERIMENTS = ("main", "noise", "sensitivity", "paired")
 
 
-def plan(experiment: str) -> list[tuple[str, str, list[str]]]:
+def plan(experiment: str, noise_levels: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)) -> list[tuple[str, str, list[str]]]:
     """(run label, method, extra overrides) for one experiment; noise runs carry ``noise=p`` in the label."""
     if experiment == "main":
         return [(m, m, []) for m in ("random", "amdim", "clip", "tvdim-nce", "tvdim", "supervised")]
     if experiment == "noise":
         runs = [("amdim", "amdim", [])]
-        for p in (0.0, 0.25, 0.5, 0.75):
+        for p in noise_levels:
             runs += [(f"{m} p={p}", m, [f"noise={p}"]) for m in ("tvdim", "tvdim-nce", "clip")]
         return runs
     if experiment == "sensitivity":
@@ -74,40 +75,50 @@ def run(args: argparse.Namespace) -> None:
         done = {(r["experiment"], r["label"], r["seed"]) for r in map(json.loads, results_path.read_text().splitlines())}
     data = Path(args.data)
     rsicd = data / "rsicd"
-    base = ["data.format=wds", f"data.path={rsicd}/rsicd-train-{{000000..000008}}.tar",
-            f"data.eval_train_path={rsicd}/rsicd-train-{{000000..000008}}.tar",
-            f"data.eval_test_path={rsicd}/rsicd-test-{{000000..000001}}.tar", f"data.workers={args.workers}",
-            f"model.image_size={args.size}", f"model.ndf={args.ndf}", f"model.n_rkhs={args.n_rkhs}",
-            f"model.n_depth={args.n_depth}", "text.vocab_size=2000", "text.dim=128", "text.layers=2",
-            f"train.steps={args.steps}", f"train.batch_size={args.batch}", f"optim.warmup_steps={args.warmup}",
-            f"train.device={args.device}", "train.progress=false", f"train.log_every={max(1, args.steps // 50)}",
-            f"train.ckpt_every={args.steps}", f"eval.linear_epochs={args.probe_epochs}",
-            f"eval.mlp_epochs={args.probe_epochs}", *args.set]
+    if args.dataset == "synthetic":  # the demo's settings on the built-in data; noise = data.synth_swap
+        from tvdim.demo import demo_config_path
+
+        config_file = demo_config_path()
+        base = [f"train.device={args.device}", "train.progress=false", *args.set]
+    else:
+        config_file = None
+        base = ["data.format=wds", f"data.path={rsicd}/rsicd-train-{{000000..000008}}.tar",
+                f"data.eval_train_path={rsicd}/rsicd-train-{{000000..000008}}.tar",
+                f"data.eval_test_path={rsicd}/rsicd-test-{{000000..000001}}.tar", f"data.workers={args.workers}",
+                f"model.image_size={args.size}", f"model.ndf={args.ndf}", f"model.n_rkhs={args.n_rkhs}",
+                f"model.n_depth={args.n_depth}", "text.vocab_size=2000", "text.dim=128", "text.layers=2",
+                f"train.steps={args.steps}", f"train.batch_size={args.batch}", f"optim.warmup_steps={args.warmup}",
+                f"train.device={args.device}", "train.progress=false", f"train.log_every={max(1, args.steps // 50)}",
+                f"train.ckpt_every={args.steps}", f"eval.linear_epochs={args.probe_epochs}",
+                f"eval.mlp_epochs={args.probe_epochs}", *args.set]
     device = "cpu"
     if torch.cuda.is_available() and args.device != "cpu":
         device = torch.cuda.get_device_name(0)
     machine = f"{device}; {platform.machine()}, {torch.get_num_threads()} torch threads"
     for seed in [int(s) for s in args.seeds.split(",")]:
-        for label, method, extra in plan(args.experiment):
+        for label, method, extra in plan(args.experiment, tuple(float(x) for x in args.noise_levels.split(","))):
             if (args.experiment, label, seed) in done:
                 continue
             over = [o for o in extra if not o.startswith("noise=")]
             noise = [float(o.split("=")[1]) for o in extra if o.startswith("noise=")]
-            if noise:
+            if noise and args.dataset == "synthetic":
+                over.append(f"data.synth_swap={noise[0]}")
+            elif noise:
                 over.append(f"data.path={noisy_shards(data, out, noise[0])}")
             run_dir = out / "runs" / args.experiment / f"{label.replace(' ', '_')}-s{seed}"
-            cfg = load_config(overrides=base + over + [f"train.method={method}", f"train.seed={seed}",
-                                                       f"train.out_dir={run_dir}", "train.probe_task=label"])
+            cfg = load_config(config_file, base + over + [f"train.method={method}", f"train.seed={seed}",
+                                                          f"train.out_dir={run_dir}", f"train.probe_task={args.task}"])
             t0 = time.perf_counter()
             res = pretrain(cfg)
             t1 = time.perf_counter()
             ev_device = "cuda" if device != "cpu" else "cpu"
             record: dict[str, Any] = {
-                "experiment": args.experiment, "label": label, "method": method, "seed": seed, "overrides": over,
-                "rsicd": evaluate(res.checkpoint, device=ev_device, seed=seed), "pretrain_s": round(t1 - t0, 1),
+                "experiment": args.experiment, "dataset": args.dataset, "task": args.task, "label": label, "method": method, "seed": seed, "overrides": over,
+                "eval": evaluate(res.checkpoint, device=ev_device, seed=seed), "pretrain_s": round(t1 - t0, 1),
                 "machine": machine, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "settings": {"size": args.size, "steps": args.steps, "batch": args.batch, "ndf": args.ndf,
-                             "n_rkhs": args.n_rkhs, "n_depth": args.n_depth, "set": args.set}}
+                "settings": {"size": cfg.model.image_size, "steps": cfg.train.steps, "batch": cfg.train.batch_size,
+                             "ndf": cfg.model.ndf, "n_rkhs": cfg.model.n_rkhs, "n_depth": cfg.model.n_depth,
+                             "set": args.set}}
             if args.transfer:
                 c10 = data / "cifar10"
                 tcfg = load_config(overrides=["data.format=wds", f"data.eval_train_path={c10}/cifar10-train-{{000000..000009}}.tar",
@@ -119,7 +130,7 @@ def run(args: argparse.Namespace) -> None:
             record["total_s"] = round(time.perf_counter() - t0, 1)
             with results_path.open("a") as f:
                 f.write(json.dumps(record) + "\n")
-            acc = record["rsicd"]["tasks"].get("label", {})
+            acc = record["eval"]["tasks"].get(args.task, {})
             print(f"[{args.experiment}] {label} seed {seed}: linear {acc.get('linear', 0):.3f} "
                   f"mlp {acc.get('mlp', 0):.3f} knn {acc.get('knn', 0):.3f} ({record['total_s']} s)", flush=True)
 
@@ -128,63 +139,64 @@ def _ms(values: list[float]) -> str:
     if not values:
         return "-"
     m = 100 * statistics.mean(values)
-    s = 100 * statistics.stdev(values) if len(values) > 1 else 0.0
-    return f"{m:.1f} ± {s:.1f}"
+    return f"{m:.1f} ± {100 * statistics.stdev(values):.1f}" if len(values) > 1 else f"{m:.1f}"
+
+
+def _eval(r: dict) -> dict:
+    return r.get("eval") or r["rsicd"]  # early result files used the key "rsicd"
 
 
 def report(args: argparse.Namespace) -> None:
-    """Tables (mean ± std over seeds) and the caption-noise plot from results.jsonl files."""
+    """Tables (mean ± std over seeds) and caption-noise plots from results.jsonl files."""
     rows = [json.loads(line) for p in args.results for line in Path(p).read_text().splitlines() if line.strip()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     lines = [f"<!-- generated by: python benchmarks/study.py report --results {' '.join(args.results)} "
              f"--out {args.out} -->"]
-    for exp in EXPERIMENTS:
-        runs = [r for r in rows if r["experiment"] == exp]
-        if not runs:
-            continue
-        first = runs[0]
+    groups = dict.fromkeys((r.get("dataset", "rsicd"), r["experiment"], r["machine"]) for r in rows)
+    for dataset, exp, machine in groups:
+        runs = [r for r in rows if (r.get("dataset", "rsicd"), r["experiment"], r["machine"]) == (dataset, exp, machine)]
+        first, task = runs[0], runs[0].get("task", "label")
         wall = sum(r["total_s"] for r in runs)
-        lines += ["", f"### {exp}", "", f"{len({r['seed'] for r in runs})} seed(s); settings {first['settings']}; "
-                  f"machine: {first['machine']}; dates {min(r['date'] for r in runs)} .. "
-                  f"{max(r['date'] for r in runs)}; total wall time {wall / 60:.1f} min.", "",
-                  "| run | n | RSICD linear | RSICD MLP | RSICD k-NN | R@1 i2t | R@5 i2t | R@10 i2t | R@1 t2i |"
-                  " CIFAR-10 linear |", "|---|---|---|---|---|---|---|---|---|---|"]
-        labels = list(dict.fromkeys(r["label"] for r in runs))
-        for label in labels:
+        lines += ["", f"### {dataset}: {exp} ({machine.split(';')[0]})", "",
+                  f"{len({r['seed'] for r in runs})} seed(s); task `{task}`; settings {first['settings']}; "
+                  f"machine: {machine}; dates {min(r['date'] for r in runs)} .. {max(r['date'] for r in runs)}; "
+                  f"total wall time {wall / 60:.1f} min.", "",
+                  "| run | n | linear | MLP | k-NN | R@1 i2t | R@5 i2t | R@10 i2t | R@1 t2i |",
+                  "|---|---|---|---|---|---|---|---|---|"]
+        for label in dict.fromkeys(r["label"] for r in runs):
             rs = [r for r in runs if r["label"] == label]
-            acc = [r["rsicd"]["tasks"]["label"] for r in rs]
-            ret = [r["rsicd"].get("retrieval") for r in rs if r["rsicd"].get("retrieval")]
-            c10 = [r["cifar10"]["tasks"]["label"]["linear"] for r in rs if "cifar10" in r]
+            acc = [_eval(r)["tasks"][task] for r in rs]
+            ret = [_eval(r)["retrieval"] for r in rs if _eval(r).get("retrieval")]
             cells = [label, str(len(rs))] + [_ms([a[k] for a in acc]) for k in ("linear", "mlp", "knn")]
             cells += [_ms([x[k] for x in ret]) for k in ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1")]
-            cells.append(_ms(c10))
             lines.append("| " + " | ".join(cells) + " |")
         if exp == "noise":
-            lines += ["", "![caption noise](noise.png)"]
-            _noise_plot(runs, out / "noise.png")
+            name = f"noise_{dataset}.png"
+            _noise_plot(runs, task, out / name)
+            lines += ["", f"![caption noise]({name})"]
     (out / "study.md").write_text("\n".join(lines) + "\n")
     print((out / "study.md").read_text())
 
 
-def _noise_plot(runs: list[dict], path: Path) -> None:
+def _noise_plot(runs: list[dict], task: str, path: Path) -> None:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(5, 3.4))
-    ref = [r["rsicd"]["tasks"]["label"]["linear"] for r in runs if r["label"] == "amdim"]
+    ref = [_eval(r)["tasks"][task]["linear"] for r in runs if r["label"] == "amdim"]
     if ref:
         ax.axhline(100 * statistics.mean(ref), color="gray", ls="--", label="amdim (no text)")
     for m in ("tvdim", "tvdim-nce", "clip"):
         ps = sorted({float(r["label"].split("p=")[1]) for r in runs if r["method"] == m and "p=" in r["label"]})
         if not ps:
             continue
-        ys = [[r["rsicd"]["tasks"]["label"]["linear"] for r in runs if r["label"] == f"{m} p={p}"] for p in ps]
+        ys = [[_eval(r)["tasks"][task]["linear"] for r in runs if r["label"] == f"{m} p={p}"] for p in ps]
         ax.errorbar(ps, [100 * statistics.mean(y) for y in ys],
                     [100 * statistics.stdev(y) if len(y) > 1 else 0 for y in ys], marker="o", capsize=3, label=m)
-    ax.set(xlabel="fraction of captions swapped", ylabel="RSICD linear probe (%)", title="caption noise")
+    ax.set(xlabel="fraction of captions swapped", ylabel=f"linear probe, {task} (%)", title="caption noise")
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
@@ -196,6 +208,9 @@ def main() -> None:
     sub = p.add_subparsers(dest="cmd", required=True)
     r = sub.add_parser("run")
     r.add_argument("--experiment", choices=EXPERIMENTS, default="main")
+    r.add_argument("--dataset", choices=("rsicd", "synthetic"), default="rsicd")
+    r.add_argument("--noise-levels", dest="noise_levels", default="0,0.25,0.5,0.75")
+    r.add_argument("--task", default="", help="label task to report (default: label for rsicd, colour synthetic)")
     r.add_argument("--data", default="../shared/data")
     r.add_argument("--out", default="benchmarks/out/study")
     r.add_argument("--seeds", default="0,1,2")
@@ -217,6 +232,8 @@ def main() -> None:
     g.add_argument("--out", default="docs/study")
     g.set_defaults(func=report)
     args = p.parse_args()
+    if getattr(args, "dataset", None) and not args.task:
+        args.task = "label" if args.dataset == "rsicd" else "colour"
     args.func(args)
 
 
