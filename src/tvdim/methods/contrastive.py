@@ -60,7 +60,7 @@ class ContrastiveMethod(Method):
     def inter_terms(self, r1: tuple, r7: tuple, batch: dict, offset: int) -> dict[str, torch.Tensor]:
         """Image-text term. Global features are cosine-compared; local terms mirror DIM's global-to-local pairs."""
         assert self.text_encoder is not None
-        txt = self.text_encoder(batch["ids"], batch["mask"])
+        txt = self.text_encoder(batch["ids"], batch["mask"], tokens=self.cfg.loss.local)
         valid = batch["has_text"]
         valid_all = gather_no_grad(valid)
         t_all = gather_with_grad(txt.sentence)
@@ -73,6 +73,7 @@ class ContrastiveMethod(Method):
             glob.append(self._inter_loss(g @ t_all_norm.T, t_norm @ g_all.T, offset, valid, valid_all))
             if self.cfg.loss.local:
                 loc_img = gather_with_grad(r7[v].flatten(2).transpose(1, 2))  # [N, 49, D]
+                assert txt.tokens is not None
                 tokens, mask = _pad_tokens(txt.tokens, batch["mask"], self.cfg.text.max_len)  # same T on all ranks
                 tok_all = gather_with_grad(tokens)  # [N, T, D]
                 mask_all = gather_no_grad(mask)

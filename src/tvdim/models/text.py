@@ -8,9 +8,10 @@ from torch import nn
 
 
 class TextOutput(NamedTuple):
-    """``tokens``: ``[B, T, n_rkhs]`` local features; ``mask``: ``[B, T]`` bool; ``sentence``: ``[B, n_rkhs]``."""
+    """``tokens``: ``[B, T, n_rkhs]`` local features (None unless asked for); ``mask``: ``[B, T]`` bool;
+    ``sentence``: ``[B, n_rkhs]``."""
 
-    tokens: torch.Tensor
+    tokens: torch.Tensor | None
     mask: torch.Tensor
     sentence: torch.Tensor
 
@@ -21,7 +22,8 @@ class TextEncoder(nn.Module):
     Args:
         vocab_size, max_len: tokenizer settings. dim/layers/heads/dropout: Transformer size.
         n_rkhs: output size (matches the image features). pooling: ``mean`` (masked mean) or ``cls`` (first token).
-    ``forward(ids [B, T], mask [B, T] bool) -> TextOutput``. Padding never changes the sentence feature.
+    ``forward(ids [B, T], mask [B, T] bool, tokens=True) -> TextOutput``; ``tokens=False`` skips the token head
+    (only the local terms use it). Padding never changes the sentence feature.
     """
 
     def __init__(self, vocab_size: int, n_rkhs: int, max_len: int = 32, dim: int = 256, layers: int = 2,
@@ -38,7 +40,7 @@ class TextEncoder(nn.Module):
         self.token_head = nn.Linear(dim, n_rkhs)
         self.sentence_head = nn.Sequential(nn.Linear(dim, dim), nn.GELU(), nn.Linear(dim, n_rkhs))
 
-    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> TextOutput:
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor, tokens: bool = True) -> TextOutput:
         t = ids.shape[1]
         if t > self.pos.shape[0]:
             raise ValueError(f"text of {t} tokens is longer than text.max_len={self.pos.shape[0]}")
@@ -49,4 +51,4 @@ class TextEncoder(nn.Module):
         else:
             m = mask.unsqueeze(-1).to(h.dtype)
             pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
-        return TextOutput(self.token_head(h), mask, self.sentence_head(pooled))
+        return TextOutput(self.token_head(h) if tokens else None, mask, self.sentence_head(pooled))

@@ -269,7 +269,9 @@ def pretrain(cfg: Config, resume: str | None = None) -> PretrainResult:
                 t_last, n_last, wait = now, seen, 0.0
             if step % cfg.train.ckpt_every == 0 or step == cfg.train.steps:
                 last_good = checkpoint()
-            if stop.requested(dinfo.world_size, device):
+            # ranks agree on a stop every log_every steps (a collective; one process checks every step)
+            if (dinfo.world_size == 1 or step % cfg.train.log_every == 0) and stop.requested(dinfo.world_size,
+                                                                                                device):
                 last_good, stopped = checkpoint(), True
                 log.warning("stop signal received: checkpoint written to %s at step %d; continue with --resume "
                             "latest", last_good, step)
