@@ -97,7 +97,8 @@ def run(args: argparse.Namespace) -> None:
     machine = f"{device}; {platform.machine()}, {torch.get_num_threads()} torch threads"
     for seed in [int(s) for s in args.seeds.split(",")]:
         for label, method, extra in plan(args.experiment, tuple(float(x) for x in args.noise_levels.split(","))):
-            if (args.experiment, label, seed) in done or (args.methods and method not in args.methods.split(",")):
+            if (args.experiment, label, seed) in done or (args.methods and method not in args.methods.split(",")) \
+                    or (args.only and label not in args.only.split(",")):
                 continue
             over = [o for o in extra if not o.startswith("noise=")]
             noise = [float(o.split("=")[1]) for o in extra if o.startswith("noise=")]
@@ -214,6 +215,7 @@ def main() -> None:
     r.add_argument("--dataset", choices=("rsicd", "synthetic"), default="rsicd")
     r.add_argument("--noise-levels", dest="noise_levels", default="0,0.25,0.5,0.75")
     r.add_argument("--methods", default="", help="comma-separated subset of the experiment's methods")
+    r.add_argument("--only", default="", help="comma-separated subset of run labels, e.g. lambda=0.25,hinge=max")
     r.add_argument("--task", default="", help="label task to report (default: label for rsicd, colour synthetic)")
     r.add_argument("--data", default="../shared/data")
     r.add_argument("--out", default="benchmarks/out/study")
