@@ -22,13 +22,14 @@ from .train.checkpoint import load_checkpoint
 @dataclass
 class Loaded:
     """A checkpoint turned back into objects: ``method`` (eval mode), its ``config``, ``tokenizer`` (or None),
-    label ``tasks`` (name -> class names) and the training ``step``."""
+    label ``tasks`` (name -> class names), the training ``step`` and the checkpoint ``path``."""
 
     method: Method
     config: Config
     tokenizer: CaptionTokenizer | None
     tasks: dict[str, list[str]]
     step: int
+    path: Path
 
 
 def load_method(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
@@ -42,7 +43,7 @@ def load_method(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
         method.load_state_dict(state["model"])
     except RuntimeError as exc:
         raise CheckpointError(f"{path}: weights do not match method '{cfg.train.method}': {str(exc)[:300]}") from exc
-    return Loaded(method.to(device).eval(), cfg, tok, tasks, int(state.get("step", 0)))
+    return Loaded(method.to(device).eval(), cfg, tok, tasks, int(state.get("step", 0)), Path(path))
 
 
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> AmdimEncoder:

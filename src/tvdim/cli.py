@@ -29,10 +29,9 @@ def _pretrain(args: argparse.Namespace) -> int:
     return 0
 
 
-def _eval_config(args: argparse.Namespace) -> Config:
-    from .train.checkpoint import load_checkpoint
-
-    cfg = from_dict(load_checkpoint(args.checkpoint)["config"])
+def _eval_config(args: argparse.Namespace, base: Config) -> Config:
+    """The checkpoint's config with the evaluation's --config file and overrides on top."""
+    cfg = from_dict(to_plain(base))
     if args.config:
         merge(cfg, read_yaml(args.config))
     for o in args.overrides:
@@ -41,10 +40,12 @@ def _eval_config(args: argparse.Namespace) -> Config:
 
 
 def _evaluate(args: argparse.Namespace) -> int:
+    from .api import load_method
     from .eval.evaluate import evaluate, markdown_table
 
-    cfg = _eval_config(args)
-    res = evaluate(args.checkpoint, cfg.data, cfg.eval, args.out, device=args.device)
+    loaded = load_method(args.checkpoint, args.device)  # read once
+    cfg = _eval_config(args, loaded.config)
+    res = evaluate(loaded, cfg.data, cfg.eval, args.out, device=args.device)
     print(markdown_table({res["method"]: res}))
     if args.out:
         print(f"results: {args.out}/results.json")

@@ -139,9 +139,6 @@ class Config:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
 
-    def to_dict(self) -> dict[str, Any]:
-        return to_plain(self)
-
 
 def to_plain(obj: Any) -> Any:
     """Dataclass -> nested dict of plain Python values (tuples become lists): safe for YAML / weights_only."""

@@ -7,8 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-
-from ..api import embed_texts, load_method
+from ..api import Loaded, embed_texts, load_method
 from ..config import DataConfig, EvalConfig
 from ..data.sources import build_source
 from ..errors import DataError
@@ -19,15 +18,16 @@ from .retrieval import retrieval_recall
 log = logging.getLogger("tvdim.eval")
 
 
-def evaluate(checkpoint: str | Path, data: DataConfig | None = None, ecfg: EvalConfig | None = None,
+def evaluate(checkpoint: str | Path | Loaded, data: DataConfig | None = None, ecfg: EvalConfig | None = None,
              out_dir: str | Path | None = None, device: str = "cpu", seed: int = 0) -> dict[str, Any]:
-    """Evaluate the image encoder of ``checkpoint`` on ``data`` (default: the data it was trained on).
+    """Evaluate the image encoder of ``checkpoint`` (a path, or one already read by :func:`load_method`) on
+    ``data`` (default: the data it was trained on).
 
     Probes train on the ``eval_train`` split and are scored on the whole ``test`` split. Writes
     ``results.json`` and ``results.md`` into ``out_dir`` when given. Returns the results dict.
     """
     t0 = time.perf_counter()
-    loaded = load_method(checkpoint, device)
+    loaded = checkpoint if isinstance(checkpoint, Loaded) else load_method(checkpoint, device)
     cfg = loaded.config
     data = data or cfg.data
     ecfg = ecfg or cfg.eval
@@ -39,7 +39,7 @@ def evaluate(checkpoint: str | Path, data: DataConfig | None = None, ecfg: EvalC
         sets[split] = extract_features(enc, src, size, ecfg.probe_batch, device, data.workers,
                                        data.max_bad_fraction, split)
     tr, te = sets["eval_train"], sets["test"]
-    results: dict[str, Any] = {"method": cfg.train.method, "checkpoint": str(checkpoint), "step": loaded.step,
+    results: dict[str, Any] = {"method": cfg.train.method, "checkpoint": str(loaded.path), "step": loaded.step,
                                "n_train": len(tr), "n_test": len(te), "feature_dim": tr.feats.shape[1],
                                "tasks": {}}
     for task in sorted(set(tr.labels) & set(te.labels)):
