@@ -10,6 +10,8 @@ re-running skips runs already there, so an interrupted study continues.
   python benchmarks/study.py run --experiment sensitivity --seeds 0         # lambda, margin, hinge, local terms
   python benchmarks/study.py run --experiment paired --seeds 0,1,2          # 10/25/50/100 % captioned
   python benchmarks/study.py run --dataset synthetic --experiment noise --seeds 0   # built-in data, demo settings
+  python benchmarks/study.py transfer --runs benchmarks/out/study --experiment main     # CIFAR-10 probes
+  python benchmarks/study.py curves --runs benchmarks/out/study --experiment main    # loss balance PNG
   python benchmarks/study.py report --results benchmarks/results/study.jsonl --out docs/study
 
 Settings (``--size``, ``--steps``, ``--batch``, ``--set key=value``) are recorded in every result line.
@@ -121,12 +123,7 @@ def run(args: argparse.Namespace) -> None:
                              "ndf": cfg.model.ndf, "n_rkhs": cfg.model.n_rkhs, "n_depth": cfg.model.n_depth,
                              "set": args.set}}
             if args.transfer:
-                c10 = data / "cifar10"
-                tcfg = load_config(overrides=["data.format=wds", f"data.eval_train_path={c10}/cifar10-train-{{000000..000009}}.tar",
-                                              f"data.eval_test_path={c10}/cifar10-test-{{000000..000001}}.tar",
-                                              f"data.workers={args.workers}", f"model.image_size={args.size}",
-                                              f"eval.linear_epochs={args.probe_epochs}",
-                                              f"eval.mlp_epochs={args.probe_epochs}"])
+                tcfg = _cifar10_config(data, args)
                 record["cifar10"] = evaluate(res.checkpoint, tcfg.data, tcfg.eval, device=ev_device, seed=seed)
             record["total_s"] = round(time.perf_counter() - t0, 1)
             with results_path.open("a") as f:
@@ -134,6 +131,107 @@ def run(args: argparse.Namespace) -> None:
             acc = record["eval"]["tasks"].get(args.task, {})
             print(f"[{args.experiment}] {label} seed {seed}: linear {acc.get('linear', 0):.3f} "
                   f"mlp {acc.get('mlp', 0):.3f} knn {acc.get('knn', 0):.3f} ({record['total_s']} s)", flush=True)
+
+
+def _cifar10_config(data: Path, args: argparse.Namespace) -> Any:
+    """Probe settings for the CIFAR-10 transfer: the full 50k train / 10k test split, the study's probe epochs."""
+    from tvdim.config import load_config
+
+    c10 = data / "cifar10"
+    return load_config(overrides=["data.format=wds", f"data.eval_train_path={c10}/cifar10-train-{{000000..000009}}.tar",
+                                  f"data.eval_test_path={c10}/cifar10-test-{{000000..000001}}.tar",
+                                  f"data.workers={args.workers}", f"eval.linear_epochs={args.probe_epochs}",
+                                  f"eval.mlp_epochs={args.probe_epochs}"])
+
+
+def transfer(args: argparse.Namespace) -> None:
+    """Probe the frozen encoders of finished runs on CIFAR-10 (data the pretraining never saw).
+
+    Reads ``<runs>/results.jsonl``, evaluates each run's checkpoint of the chosen experiment and appends one line
+    per run (experiment ``transfer``, dataset ``cifar10``) to ``<out>/results.jsonl``; finished ones are skipped.
+    Images are resized to each encoder's own training resolution.
+    """
+    import torch
+
+    from tvdim.eval.evaluate import evaluate
+
+    data = Path(args.data)
+    tcfg = _cifar10_config(data, args)
+    source = [json.loads(line) for line in (Path(args.runs) / "results.jsonl").read_text().splitlines() if line.strip()]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.jsonl"
+    done = set()
+    if results_path.exists():
+        done = {(r["label"], r["seed"]) for r in map(json.loads, results_path.read_text().splitlines())
+                if r["experiment"] == "transfer"}
+    seeds = {int(s) for s in args.seeds.split(",")}
+    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() and args.device != "cpu" else "cpu"
+    machine = f"{device}; {platform.machine()}, {torch.get_num_threads()} torch threads"
+    for r in source:
+        if r["experiment"] != args.experiment or r["seed"] not in seeds or (r["label"], r["seed"]) in done \
+                or (args.only and r["label"] not in args.only.split(",")):
+            continue
+        ckpt = _eval(r)["checkpoint"]
+        if not Path(ckpt).exists():
+            print(f"skip {r['label']} seed {r['seed']}: checkpoint {ckpt} is gone", flush=True)
+            continue
+        t0 = time.perf_counter()
+        ev = evaluate(ckpt, tcfg.data, tcfg.eval, device="cuda" if device != "cpu" else "cpu", seed=r["seed"])
+        record = {"experiment": "transfer", "dataset": "cifar10", "task": "label", "label": r["label"],
+                  "method": r["method"], "seed": r["seed"], "overrides": r["overrides"], "eval": ev,
+                  "pretrained_on": f"rsicd ({args.experiment})", "machine": machine,
+                  "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "settings": r["settings"],
+                  "total_s": round(time.perf_counter() - t0, 1)}
+        with results_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        acc = ev["tasks"]["label"]
+        print(f"[transfer] {r['label']} seed {r['seed']}: linear {acc['linear']:.3f} mlp {acc['mlp']:.3f} "
+              f"knn {acc['knn']:.3f} ({record['total_s']} s)", flush=True)
+
+
+def curves(args: argparse.Namespace) -> None:
+    """Loss balance and learning curves of finished runs: L_intra (sum of the NCE terms), L_inter relative to its
+    first logged value, and the online probe, against step (from each run's metrics.jsonl)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from tvdim.train.runlog import read_jsonl
+
+    root = Path(args.runs) / "runs" / args.experiment
+    labels = args.labels.split(",")
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.4))
+    for i, label in enumerate(labels):
+        style = {"color": f"C{i}", "lw": 1.2}
+        path = root / f"{label.replace(' ', '_')}-s{args.seed}" / "metrics.jsonl"
+        recs = [r for r in read_jsonl(path) if "loss/total" in r] if path.exists() else []
+        if not recs:
+            print(f"skip {label}: no metrics at {path}")
+            continue
+        steps = [r["step"] for r in recs]
+        intra = [sum(v for k, v in r.items() if k in ("loss/nce_1t5", "loss/nce_1t7", "loss/nce_5t5")) for r in recs]
+        inter_key = next((k for k in recs[0] if k.startswith("loss/inter_")), None)
+        if any(intra):
+            axes[0].plot(steps, intra, label=label, **style)
+        if inter_key:
+            axes[1].plot(steps, [r[inter_key] / recs[0][inter_key] for r in recs], label=f"{label} ({inter_key[5:]})",
+                         **style)
+        probe = next((k for k in recs[-1] if k.startswith("probe_acc/")), None)
+        if probe:
+            axes[2].plot(steps, [r.get(probe, float("nan")) for r in recs], label=label, **style)
+    axes[0].set(title="L_intra (NCE 1t5 + 1t7 + 5t5)", xlabel="step")
+    axes[1].set(title="L_inter / its first value", xlabel="step")
+    axes[2].set(title="online probe on augmented views", xlabel="step", ylabel="accuracy")
+    for ax in axes:
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out / f"curves_{args.experiment}.png", dpi=100)
+    plt.close(fig)
+    print(f"wrote {out / f'curves_{args.experiment}.png'}")
 
 
 def _ms(values: list[float]) -> str:
@@ -152,20 +250,21 @@ def report(args: argparse.Namespace) -> None:
     rows = [json.loads(line) for p in args.results for line in Path(p).read_text().splitlines() if line.strip()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    lines = [f"<!-- generated by: python benchmarks/study.py report --results {' '.join(args.results)} "
-             f"--out {args.out} -->"]
+    lines = [(f"<!-- generated by: python benchmarks/study.py report --results {' '.join(args.results)} "
+             f"--out {args.out} -->")]
     def key(r: dict) -> tuple[str, str, str]:
         return r.get("dataset", "rsicd"), r["experiment"], r["machine"].split(";")[0]  # device, not thread count
 
     for dataset, exp, device in dict.fromkeys(map(key, rows)):
-        runs = [r for r in rows if key(r) == (dataset, exp, device)]
-        machine = "; ".join(sorted({r["machine"] for r in runs}))
-        first, task = runs[0], runs[0].get("task", "label")
-        wall = sum(r["total_s"] for r in runs)
+        runs = _with_reference(rows, [r for r in rows if key(r) == (dataset, exp, device)], key)
+        own = [r for r in runs if not r.get("reference")]
+        machine = "; ".join(sorted({r["machine"] for r in own}))
+        first, task = own[0], own[0].get("task", "label")
+        wall = sum(r["total_s"] for r in own)
         lines += ["", f"### {dataset}: {exp} ({machine.split(';')[0]})", "",
-                  f"{len({r['seed'] for r in runs})} seed(s); task `{task}`; settings {first['settings']}; "
-                  f"machine: {machine}; dates {min(r['date'] for r in runs)} .. {max(r['date'] for r in runs)}; "
-                  f"total wall time {wall / 60:.1f} min.", "",
+                  (f"seeds {sorted({r['seed'] for r in own})}; task `{task}`; settings {first['settings']}; "
+                  f"machine: {machine}; dates {min(r['date'] for r in own)} .. {max(r['date'] for r in own)}; "
+                  f"total wall time {wall / 60:.1f} min."), "",
                   "| run | n | linear | MLP | k-NN | R@1 i2t | R@5 i2t | R@10 i2t | R@1 t2i |",
                   "|---|---|---|---|---|---|---|---|---|"]
         for label in dict.fromkeys(r["label"] for r in runs):
@@ -175,12 +274,39 @@ def report(args: argparse.Namespace) -> None:
             cells = [label, str(len(rs))] + [_ms([a[k] for a in acc]) for k in ("linear", "mlp", "knn")]
             cells += [_ms([x[k] for x in ret]) for k in ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1")]
             lines.append("| " + " | ".join(cells) + " |")
+        if any(r.get("reference") for r in runs):
+            lines += ["", ("Rows marked (main) are the main experiment's runs with the same settings: the default "
+                          "configuration (lambda 1, margin 0.2, sum of hinges, global features, 100 % captioned, "
+                          "clean captions).")]
         if exp == "noise":
             name = f"noise_{dataset}.png"
             _noise_plot(runs, task, out / name)
             lines += ["", f"![caption noise]({name})"]
     (out / "study.md").write_text("\n".join(lines) + "\n")
     print((out / "study.md").read_text())
+
+
+# main-experiment runs that double as another experiment's default setting: {experiment: {main label: new label}}
+REFERENCE = {"noise": {"amdim": "amdim", "tvdim": "tvdim p=0.0", "tvdim-nce": "tvdim-nce p=0.0", "clip": "clip p=0.0"},
+             "sensitivity": {"tvdim": "lambda=1, margin=0.2, sum, global (main)"},
+             "paired": {"tvdim": "paired=1.0 (main)"}}
+
+
+def _with_reference(rows: list[dict], runs: list[dict], key: Any) -> list[dict]:
+    """``runs`` of one (dataset, experiment, device) plus the main runs with the same settings that stand for the
+    experiment's default rows it did not run itself; rows are ordered as the experiment's plan."""
+    dataset, exp, device = key(runs[0])
+    own = {r["label"] for r in runs}
+    settings = {json.dumps(r["settings"], sort_keys=True) for r in runs}
+    extra = [dict(r, label=REFERENCE[exp][r["label"]], experiment=exp, reference=True) for r in rows
+             if exp in REFERENCE and key(r) == (dataset, "main", device) and r["label"] in REFERENCE[exp]
+             and REFERENCE[exp][r["label"]] not in own and json.dumps(r["settings"], sort_keys=True) in settings]
+    if exp not in EXPERIMENTS:
+        return runs + extra
+    order = {label: i for i, (label, _, _) in enumerate(plan(exp))}
+    order |= {"lambda=1, margin=0.2, sum, global (main)": order.get("lambda=1", 0),
+              "paired=1.0 (main)": order.get("paired=1.0", 0)}
+    return sorted(runs + extra, key=lambda r: order.get(r["label"], len(order)))
 
 
 def _noise_plot(runs: list[dict], task: str, path: Path) -> None:
@@ -220,10 +346,10 @@ def main() -> None:
     r.add_argument("--data", default="../shared/data")
     r.add_argument("--out", default="benchmarks/out/study")
     r.add_argument("--seeds", default="0,1,2")
-    r.add_argument("--size", type=int, default=64)
-    r.add_argument("--steps", type=int, default=600)
+    r.add_argument("--size", type=int, default=32)
+    r.add_argument("--steps", type=int, default=400)
     r.add_argument("--batch", type=int, default=64)
-    r.add_argument("--warmup", type=int, default=100)
+    r.add_argument("--warmup", type=int, default=50)
     r.add_argument("--ndf", type=int, default=32)
     r.add_argument("--n-rkhs", dest="n_rkhs", type=int, default=256)
     r.add_argument("--n-depth", dest="n_depth", type=int, default=1)
@@ -233,6 +359,24 @@ def main() -> None:
     r.add_argument("--transfer", action="store_true", help="also probe the encoders on CIFAR-10")
     r.add_argument("--set", nargs="*", default=[], help="extra config overrides for every run")
     r.set_defaults(func=run)
+    t = sub.add_parser("transfer", help="probe finished runs' encoders on CIFAR-10")
+    t.add_argument("--runs", default="benchmarks/out/study", help="a run's --out folder (reads results.jsonl)")
+    t.add_argument("--experiment", choices=EXPERIMENTS, default="main")
+    t.add_argument("--only", default="", help="comma-separated subset of run labels")
+    t.add_argument("--seeds", default="0,1,2")
+    t.add_argument("--data", default="../shared/data")
+    t.add_argument("--out", default="benchmarks/out/transfer")
+    t.add_argument("--probe-epochs", dest="probe_epochs", type=int, default=20)
+    t.add_argument("--workers", type=int, default=1)
+    t.add_argument("--device", default="auto")
+    t.set_defaults(func=transfer)
+    c = sub.add_parser("curves", help="loss balance and learning curves of finished runs (PNG)")
+    c.add_argument("--runs", default="benchmarks/out/study", help="a run's --out folder")
+    c.add_argument("--experiment", choices=EXPERIMENTS, default="main")
+    c.add_argument("--labels", default="amdim,clip,tvdim-nce,tvdim")
+    c.add_argument("--seed", type=int, default=0)
+    c.add_argument("--out", default="docs/study")
+    c.set_defaults(func=curves)
     g = sub.add_parser("report")
     g.add_argument("--results", nargs="+", default=["benchmarks/results/study.jsonl"])
     g.add_argument("--out", default="docs/study")

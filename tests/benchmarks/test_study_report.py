@@ -1,0 +1,84 @@
+"""The study's report: tables (mean ± std over seeds), main runs standing in for default rows, the noise plot."""
+from __future__ import annotations
+
+import argparse
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("matplotlib")
+STUDY = Path(__file__).resolve().parents[2] / "benchmarks" / "study.py"
+
+
+@pytest.fixture(scope="module")
+def study():
+    spec = importlib.util.spec_from_file_location("study", STUDY)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+SETTINGS = {"size": 32, "steps": 400, "batch": 64, "ndf": 32, "n_rkhs": 256, "n_depth": 1, "set": []}
+
+
+def record(experiment: str, label: str, method: str, seed: int, linear: float, settings: dict = SETTINGS) -> dict:
+    return {"experiment": experiment, "dataset": "rsicd", "task": "label", "label": label, "method": method,
+            "seed": seed, "overrides": [], "machine": "cpu; x86_64, 2 torch threads",
+            "date": f"2026-01-0{seed + 1}T00:00:00+00:00", "settings": settings, "total_s": 60.0,
+            "eval": {"tasks": {"label": {"linear": linear, "mlp": linear + 0.05, "knn": linear - 0.05}},
+                     "retrieval": {"i2t_R@1": 0.02, "i2t_R@5": 0.06, "i2t_R@10": 0.1, "t2i_R@1": 0.01}
+                     if method != "amdim" else None}}
+
+
+def write(tmp_path: Path, rows: list[dict]) -> Path:
+    path = tmp_path / "results.jsonl"
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def table_row(text: str, label: str) -> list[str]:
+    line = next(line for line in text.splitlines() if line.startswith(f"| {label} |"))
+    return [c.strip() for c in line.strip("|").split("|")]
+
+
+def test_report_mean_and_std_over_seeds(study, tmp_path):
+    rows = [record("main", "amdim", "amdim", s, v) for s, v in enumerate((0.30, 0.34, 0.32))]
+    path = write(tmp_path, rows)
+    study.report(argparse.Namespace(results=[str(path)], out=str(tmp_path / "rep")))
+    cells = table_row((tmp_path / "rep" / "study.md").read_text(), "amdim")
+    assert cells[1] == "3"
+    assert cells[2] == "32.0 ± 2.0"  # mean and sample std of 30/34/32 %
+    assert cells[5] == "-"  # no text tower: no retrieval
+
+
+def test_main_runs_stand_in_for_default_rows_with_the_same_settings(study, tmp_path):
+    other = dict(SETTINGS, size=64)
+    rows = [record("main", "tvdim", "tvdim", 0, 0.40), record("main", "amdim", "amdim", 0, 0.36),
+            record("main", "clip", "clip", 0, 0.99, other),  # different settings: must not be borrowed
+            record("noise", "tvdim p=0.5", "tvdim", 0, 0.38), record("noise", "clip p=0.5", "clip", 0, 0.35),
+            record("sensitivity", "lambda=4", "tvdim", 0, 0.41)]
+    path = write(tmp_path, rows)
+    study.report(argparse.Namespace(results=[str(path)], out=str(tmp_path / "rep")))
+    text = (tmp_path / "rep" / "study.md").read_text()
+    noise = text.split("### rsicd: noise")[1].split("###")[0]
+    labels = [line.split("|")[1].strip() for line in noise.splitlines() if line.startswith("| ") and "---" not in line]
+    assert labels[1:] == ["amdim", "tvdim p=0.0", "tvdim p=0.5", "clip p=0.5"]  # plan order, p=0 from main
+    assert "clip p=0.0" not in noise
+    sens = text.split("### rsicd: sensitivity")[1]
+    assert table_row(sens, "lambda=1, margin=0.2, sum, global (main)")[2] == "40.0"
+    assert "total wall time 1.0 min" in sens  # borrowed runs do not count towards the experiment's time
+    assert (tmp_path / "rep" / "noise_rsicd.png").stat().st_size > 0
+
+
+def test_transfer_skips_runs_whose_checkpoint_is_gone(study, tmp_path, capsys):
+    rows = [dict(record("main", "amdim", "amdim", 0, 0.3))]
+    rows[0]["eval"]["checkpoint"] = str(tmp_path / "missing.pt")
+    write(tmp_path, rows)
+    args = argparse.Namespace(runs=str(tmp_path), experiment="main", seeds="0", only="", data=str(tmp_path),
+                              out=str(tmp_path / "t"), probe_epochs=1, workers=0, device="cpu")
+    study.transfer(args)
+    out = capsys.readouterr().out
+    assert "missing.pt is gone" in out
+    assert not (tmp_path / "t" / "results.jsonl").exists()
