@@ -43,6 +43,8 @@ def plan(experiment: str, noise_levels: tuple[float, ...] = (0.0, 0.25, 0.5, 0.7
         runs = [(f"lambda={v}", "tvdim", [f"loss.lam={v}"]) for v in (0.25, 0.5, 1, 2, 4)]
         runs += [(f"margin={v}", "tvdim", [f"loss.margin={v}"]) for v in (0.05, 0.1, 0.2, 0.5)]
         runs += [("hinge=max", "tvdim", ["loss.hinge=max"]), ("global+local", "tvdim", ["loss.local=true"])]
+        runs += [("text 4x256", "tvdim", ["text.layers=4", "text.dim=256"])]  # text tower capacity (default 2x128)
+        runs += [("lambda=0.25 p=0.75", "tvdim", ["loss.lam=0.25", "noise=0.75"])]  # down-weighting noisy text
         return runs
     if experiment == "paired":
         return [(f"paired={f}", "tvdim", [f"data.paired_fraction={f}"]) for f in (0.1, 0.25, 0.5, 1.0)]
@@ -275,9 +277,10 @@ def report(args: argparse.Namespace) -> None:
             cells += [_ms([x[k] for x in ret]) for k in ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1")]
             lines.append("| " + " | ".join(cells) + " |")
         if any(r.get("reference") for r in runs):
-            lines += ["", ("Rows marked (main) are the main experiment's runs with the same settings: the default "
-                          "configuration (lambda 1, margin 0.2, sum of hinges, global features, 100 % captioned, "
-                          "clean captions).")]
+            which = "The amdim and p=0.0 rows" if exp == "noise" else "Rows marked (main)"
+            lines += ["", (f"{which} are the main experiment's runs with the same settings: the default "
+                           "configuration (lambda 1, margin 0.2, sum of hinges, global features, 100 % captioned, "
+                           "clean captions).")]
         if exp == "noise":
             name = f"noise_{dataset}.png"
             _noise_plot(runs, task, out / name)
@@ -318,7 +321,9 @@ def _noise_plot(runs: list[dict], task: str, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(5, 3.4))
     ref = [_eval(r)["tasks"][task]["linear"] for r in runs if r["label"] == "amdim"]
     if ref:
-        ax.axhline(100 * statistics.mean(ref), color="gray", ls="--", label="amdim (no text)")
+        mean, std = 100 * statistics.mean(ref), 100 * statistics.stdev(ref) if len(ref) > 1 else 0.0
+        ax.axhline(mean, color="gray", ls="--", label="amdim (no text), ± std")
+        ax.axhspan(mean - std, mean + std, color="gray", alpha=0.15)
     for m in ("tvdim", "tvdim-nce", "clip"):
         ps = sorted({float(r["label"].split("p=")[1]) for r in runs if r["method"] == m and "p=" in r["label"]})
         if not ps:
