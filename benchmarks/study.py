@@ -38,13 +38,12 @@ def plan(experiment: str, noise_levels: tuple[float, ...] = (0.0, 0.25, 0.5, 0.7
         runs = [("amdim", "amdim", [])]
         for p in noise_levels:
             runs += [(f"{m} p={p}", m, [f"noise={p}"]) for m in ("tvdim", "tvdim-nce", "clip")]
-        return runs
+        return runs + [("tvdim lambda=0.25 p=0.75", "tvdim", ["loss.lam=0.25", "noise=0.75"])]  # down-weight noisy text
     if experiment == "sensitivity":
         runs = [(f"lambda={v}", "tvdim", [f"loss.lam={v}"]) for v in (0.25, 0.5, 1, 2, 4)]
         runs += [(f"margin={v}", "tvdim", [f"loss.margin={v}"]) for v in (0.05, 0.1, 0.2, 0.5)]
         runs += [("hinge=max", "tvdim", ["loss.hinge=max"]), ("global+local", "tvdim", ["loss.local=true"])]
         runs += [("text 4x256", "tvdim", ["text.layers=4", "text.dim=256"])]  # text tower capacity (default 2x128)
-        runs += [("lambda=0.25 p=0.75", "tvdim", ["loss.lam=0.25", "noise=0.75"])]  # down-weighting noisy text
         return runs
     if experiment == "paired":
         return [(f"paired={f}", "tvdim", [f"data.paired_fraction={f}"]) for f in (0.1, 0.25, 0.5, 1.0)]
@@ -301,9 +300,11 @@ def _with_reference(rows: list[dict], runs: list[dict], key: Any) -> list[dict]:
     dataset, exp, device = key(runs[0])
     own = {r["label"] for r in runs}
     settings = {json.dumps(r["settings"], sort_keys=True) for r in runs}
+    seeds = {r["seed"] for r in runs}  # a default row averages the same seeds as the rows it is compared with
     extra = [dict(r, label=REFERENCE[exp][r["label"]], experiment=exp, reference=True) for r in rows
              if exp in REFERENCE and key(r) == (dataset, "main", device) and r["label"] in REFERENCE[exp]
-             and REFERENCE[exp][r["label"]] not in own and json.dumps(r["settings"], sort_keys=True) in settings]
+             and REFERENCE[exp][r["label"]] not in own and json.dumps(r["settings"], sort_keys=True) in settings
+             and r["seed"] in seeds]
     if exp not in EXPERIMENTS:
         return runs + extra
     order = {label: i for i, (label, _, _) in enumerate(plan(exp))}
