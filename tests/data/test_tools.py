@@ -93,9 +93,11 @@ def test_corrupt_wds(fx, tmp_path, mode):
     samples = fx.caption_samples(40, "k")
     fx.shard(tmp_path / "in" / "d-000000.tar", samples)
     (tmp_path / "in" / "sizes.json").write_text('{"d-000000.tar": 40}')
+    (tmp_path / "in" / "classes.json").write_text('["a", "b"]')
     res = corrupt_captions(str(tmp_path / "in" / "d-000000.tar"), str(tmp_path / "out"), "wds", mode, 0.5, seed=1)
     assert res["samples"] == 40 and 10 < res["changed"] < 30
     assert (tmp_path / "out" / "sizes.json").is_file() and not list((tmp_path / "out").glob(".*tmp*"))
+    assert (tmp_path / "out" / "classes.json").read_text() == '["a", "b"]'  # the online probe needs it
     ev = WdsIndexed(str(tmp_path / "out" / "d-000000.tar"), WdsDecoder(require_text=False))
     caps = [ev[i].captions for i in range(40)]
     orig = [[f"caption number {i}"] for i in range(40)]

@@ -6,7 +6,7 @@ Modes, each applied to a sample with probability ``p``:
 * ``drop``: its captions are removed (wds: ``.txt`` member removed and ``json`` captions emptied; tables: empty
   cell). Readers then count those samples as missing text in training (image-only in evaluation).
 
-Inputs: WebDataset shards (pattern or folder; written to ``out`` as same-named shards + copied ``sizes.json``)
+Inputs: WebDataset shards (pattern or folder; written to ``out`` as same-named shards + copied ``sizes.json`` / ``classes.json``)
 or a CSV / TSV / JSONL table (written to the file ``out``). The input is never overwritten (refused when the
 output resolves to the input) and each output file is written under a temporary name, then renamed.
 """
@@ -138,9 +138,9 @@ def _corrupt_wds(pattern: str, out: Path, c_args: tuple) -> dict[str, Any]:
                         if not (ext == "txt" and not caps):
                             _add(tf, f"{key}.{ext}", files[ext])
         _atomic_write(out / Path(url).name, write)
-    sizes = Path(urls[0]).parent / "sizes.json"
-    if sizes.is_file():
-        shutil.copyfile(sizes, out / "sizes.json")
+    for meta in ("sizes.json", "classes.json"):  # counts and class names travel with the shards
+        if (Path(urls[0]).parent / meta).is_file():
+            shutil.copyfile(Path(urls[0]).parent / meta, out / meta)
     return {"samples": len(pool), "changed": cor.changed, "output": str(out), "shards": len(urls)}
 
 
