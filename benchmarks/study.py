@@ -226,7 +226,8 @@ def curves(args: argparse.Namespace) -> None:
     axes[1].set(title="L_inter / its first value", xlabel="step")
     axes[2].set(title="online probe on augmented views", xlabel="step", ylabel="accuracy")
     for ax in axes:
-        ax.legend(fontsize=7)
+        if ax.get_legend_handles_labels()[0]:
+            ax.legend(fontsize=7)
     fig.tight_layout()
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
