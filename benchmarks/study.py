@@ -306,9 +306,9 @@ def _with_reference(rows: list[dict], runs: list[dict], key: Any) -> list[dict]:
              if exp in REFERENCE and key(r) == (dataset, "main", device) and r["label"] in REFERENCE[exp]
              and REFERENCE[exp][r["label"]] not in own and json.dumps(r["settings"], sort_keys=True) in settings
              and r["seed"] in seeds]
-    if exp not in EXPERIMENTS:
+    if exp not in (*EXPERIMENTS, "transfer"):
         return runs + extra
-    order = {label: i for i, (label, _, _) in enumerate(plan(exp))}
+    order = {label: i for i, (label, _, _) in enumerate(plan("main" if exp == "transfer" else exp))}
     order |= {"lambda=1, margin=0.2, sum, global (main)": order.get("lambda=1", 0),
               "paired=1.0 (main)": order.get("paired=1.0", 0)}
     return sorted(runs + extra, key=lambda r: order.get(r["label"], len(order)))
