@@ -7,13 +7,15 @@ re-running skips runs already there, so an interrupted study continues.
 
   python benchmarks/study.py run --experiment main --seeds 0,1,2            # random/amdim/clip/tvdim-nce/tvdim/sup.
   python benchmarks/study.py run --experiment noise --seeds 0,1,2           # caption swap p in {0,.25,.5,.75}
-  python benchmarks/study.py run --experiment sensitivity --seeds 0         # lambda, margin, hinge, local terms
-  python benchmarks/study.py run --experiment paired --seeds 0,1,2          # 10/25/50/100 % captioned
+  python benchmarks/study.py run --experiment sensitivity --seeds 0         # lambda, margin, hinge, local, text size
+  python benchmarks/study.py run --experiment paired --seeds 0,1            # 10/25/50/100 % captioned
   python benchmarks/study.py run --dataset synthetic --experiment noise --seeds 0   # built-in data, demo settings
-  python benchmarks/study.py transfer --runs benchmarks/out/study --experiment main     # CIFAR-10 probes
+  python benchmarks/study.py transfer --runs benchmarks/out/study --experiment main  # CIFAR-10 probes of those encoders
   python benchmarks/study.py curves --runs benchmarks/out/study --experiment main    # loss balance PNG
-  python benchmarks/study.py report --results benchmarks/results/study.jsonl --out docs/study
+  python benchmarks/study.py report --results benchmarks/results/study_*.jsonl --out docs/study
 
+The defaults are the CPU configuration of docs/results.md (32 px, 400 steps of batch 64, about 3.5 min per run on
+2 cores). The report reuses the main experiment's runs as the other experiments' default rows.
 Settings (``--size``, ``--steps``, ``--batch``, ``--set key=value``) are recorded in every result line.
 """
 from __future__ import annotations
