@@ -67,8 +67,6 @@ def noisy_shards(data: Path, out: Path, p: float, seed: int = 0) -> str:
 
 
 def run(args: argparse.Namespace) -> None:
-    import torch
-
     from tvdim.config import load_config
     from tvdim.eval.evaluate import evaluate
     from tvdim.train.trainer import pretrain
@@ -97,10 +95,7 @@ def run(args: argparse.Namespace) -> None:
                 f"train.device={args.device}", "train.progress=false", f"train.log_every={max(1, args.steps // 50)}",
                 f"train.ckpt_every={args.steps}", f"eval.linear_epochs={args.probe_epochs}",
                 f"eval.mlp_epochs={args.probe_epochs}", *args.set]
-    device = "cpu"
-    if torch.cuda.is_available() and args.device != "cpu":
-        device = torch.cuda.get_device_name(0)
-    machine = f"{device}; {platform.machine()}, {torch.get_num_threads()} torch threads"
+    ev_device, machine = _machine(args.device)
     for seed in [int(s) for s in args.seeds.split(",")]:
         for label, method, extra in plan(args.experiment, tuple(float(x) for x in args.noise_levels.split(","))):
             if (args.experiment, label, seed) in done or (args.methods and method not in args.methods.split(",")) \
@@ -118,7 +113,6 @@ def run(args: argparse.Namespace) -> None:
             t0 = time.perf_counter()
             res = pretrain(cfg)
             t1 = time.perf_counter()
-            ev_device = "cuda" if device != "cpu" else "cpu"
             record: dict[str, Any] = {
                 "experiment": args.experiment, "dataset": args.dataset, "task": args.task, "label": label, "method": method, "seed": seed, "overrides": over,
                 "eval": evaluate(res.checkpoint, device=ev_device, seed=seed), "pretrain_s": round(t1 - t0, 1),
@@ -135,6 +129,15 @@ def run(args: argparse.Namespace) -> None:
             acc = record["eval"]["tasks"].get(args.task, {})
             print(f"[{args.experiment}] {label} seed {seed}: linear {acc.get('linear', 0):.3f} "
                   f"mlp {acc.get('mlp', 0):.3f} knn {acc.get('knn', 0):.3f} ({record['total_s']} s)", flush=True)
+
+
+def _machine(device: str) -> tuple[str, str]:
+    """(device to evaluate on, the machine as recorded in every result line: GPU name or cpu, arch, threads)."""
+    import torch
+
+    gpu = torch.cuda.is_available() and device != "cpu"
+    name = torch.cuda.get_device_name(0) if gpu else "cpu"
+    return ("cuda" if gpu else "cpu"), f"{name}; {platform.machine()}, {torch.get_num_threads()} torch threads"
 
 
 def _cifar10_config(data: Path, args: argparse.Namespace) -> Any:
@@ -155,8 +158,6 @@ def transfer(args: argparse.Namespace) -> None:
     per run (experiment ``transfer``, dataset ``cifar10``) to ``<out>/results.jsonl``; finished ones are skipped.
     Images are resized to each encoder's own training resolution.
     """
-    import torch
-
     from tvdim.eval.evaluate import evaluate
 
     data = Path(args.data)
@@ -170,8 +171,7 @@ def transfer(args: argparse.Namespace) -> None:
         done = {(r["label"], r["seed"]) for r in map(json.loads, results_path.read_text().splitlines())
                 if r["experiment"] == "transfer"}
     seeds = {int(s) for s in args.seeds.split(",")}
-    device = torch.cuda.get_device_name(0) if torch.cuda.is_available() and args.device != "cpu" else "cpu"
-    machine = f"{device}; {platform.machine()}, {torch.get_num_threads()} torch threads"
+    ev_device, machine = _machine(args.device)
     for r in source:
         if r["experiment"] != args.experiment or r["seed"] not in seeds or (r["label"], r["seed"]) in done \
                 or (args.only and r["label"] not in args.only.split(",")):
@@ -181,7 +181,7 @@ def transfer(args: argparse.Namespace) -> None:
             print(f"skip {r['label']} seed {r['seed']}: checkpoint {ckpt} is gone", flush=True)
             continue
         t0 = time.perf_counter()
-        ev = evaluate(ckpt, tcfg.data, tcfg.eval, device="cuda" if device != "cpu" else "cpu", seed=r["seed"])
+        ev = evaluate(ckpt, tcfg.data, tcfg.eval, device=ev_device, seed=r["seed"])
         record = {"experiment": "transfer", "dataset": "cifar10", "task": "label", "label": r["label"],
                   "method": r["method"], "seed": r["seed"], "overrides": r["overrides"], "eval": ev,
                   "pretrained_on": f"rsicd ({args.experiment})", "machine": machine,
@@ -312,7 +312,7 @@ def _with_reference(rows: list[dict], runs: list[dict], key: Any) -> list[dict]:
     if exp not in (*EXPERIMENTS, "transfer"):
         return runs + extra
     order = {label: i for i, (label, _, _) in enumerate(plan("main" if exp == "transfer" else exp))}
-    order |= {"lambda=1, margin=0.2, sum, global (main)": -1, "paired=1.0 (main)": len(order)}
+    order |= {REFERENCE["sensitivity"]["tvdim"]: -1, REFERENCE["paired"]["tvdim"]: len(order)}  # first / last
     return sorted(runs + extra, key=lambda r: order.get(r["label"], len(order)))
 
 
@@ -329,7 +329,7 @@ def _noise_plot(runs: list[dict], task: str, path: Path) -> None:
         ax.axhline(mean, color="gray", ls="--", label="amdim (no text), ± std")
         ax.axhspan(mean - std, mean + std, color="gray", alpha=0.15)
     for m in ("tvdim", "tvdim-nce", "clip"):
-        ps = sorted({float(r["label"].split("p=")[1]) for r in runs if r["method"] == m and "p=" in r["label"]})
+        ps = sorted({float(r["label"].split("p=")[1]) for r in runs if r["label"].startswith(f"{m} p=")})
         if not ps:
             continue
         ys = [[_eval(r)["tasks"][task]["linear"] for r in runs if r["label"] == f"{m} p={p}"] for p in ps]

@@ -138,9 +138,10 @@ def _corrupt_wds(pattern: str, out: Path, c_args: tuple) -> dict[str, Any]:
                         if not (ext == "txt" and not caps):
                             _add(tf, f"{key}.{ext}", files[ext])
         _atomic_write(out / Path(url).name, write)
+    folder = Path(urls[0]).parent
     for meta in ("sizes.json", "classes.json"):  # counts and class names travel with the shards
-        if (Path(urls[0]).parent / meta).is_file():
-            shutil.copyfile(Path(urls[0]).parent / meta, out / meta)
+        if (folder / meta).is_file():
+            shutil.copyfile(folder / meta, out / meta)
     return {"samples": len(pool), "changed": cor.changed, "output": str(out), "shards": len(urls)}
 
 
