@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 EXPERIMENTS = ("main", "noise", "sensitivity", "paired")
+ROBUST = ("gmm", "small-loss")  # the robust variants of the image-text term
 
 
 def plan(experiment: str, noise_levels: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)) -> list[tuple[str, str, list[str]]]:
@@ -40,6 +41,9 @@ def plan(experiment: str, noise_levels: tuple[float, ...] = (0.0, 0.25, 0.5, 0.7
         runs = [("amdim", "amdim", [])]
         for p in noise_levels:
             runs += [(f"{m} p={p}", m, [f"noise={p}"]) for m in ("tvdim", "tvdim-nce", "clip")]
+            # robust image-text terms (loss.robust): per-pair weights from the per-pair loss distribution
+            runs += [(f"{m}+{r} p={p}", m, [f"loss.robust={r}", f"noise={p}"])
+                     for m in ("tvdim", "tvdim-nce") for r in ROBUST]
         return runs + [("tvdim lambda=0.25 p=0.75", "tvdim", ["loss.lam=0.25", "noise=0.75"])]  # down-weight noisy text
     if experiment == "sensitivity":
         # lambda 1 / margin 0.2 / sum / global is the main table's tvdim: the report borrows those runs
@@ -120,6 +124,10 @@ def run(args: argparse.Namespace) -> None:
                 "settings": {"size": cfg.model.image_size, "steps": cfg.train.steps, "batch": cfg.train.batch_size,
                              "ndf": cfg.model.ndf, "n_rkhs": cfg.model.n_rkhs, "n_depth": cfg.model.n_depth,
                              "set": args.set}}
+            if args.val:  # settings are chosen on RSICD val, never on test
+                vdata = load_config(config_file, base + over + [
+                    f"data.eval_test_path={rsicd}/rsicd-val-{{000000..000001}}.tar"]).data
+                record["val"] = evaluate(res.checkpoint, vdata, cfg.eval, device=ev_device, seed=seed)
             if args.transfer:
                 tcfg = _cifar10_config(data, args)
                 record["cifar10"] = evaluate(res.checkpoint, tcfg.data, tcfg.eval, device=ev_device, seed=seed)
@@ -366,6 +374,7 @@ def main() -> None:
     r.add_argument("--workers", type=int, default=1)
     r.add_argument("--device", default="auto")
     r.add_argument("--transfer", action="store_true", help="also probe the encoders on CIFAR-10")
+    r.add_argument("--val", action="store_true", help="also score the probes on the RSICD val split (selection)")
     r.add_argument("--set", nargs="*", default=[], help="extra config overrides for every run")
     r.set_defaults(func=run)
     t = sub.add_parser("transfer", help="probe finished runs' encoders on CIFAR-10")

@@ -88,6 +88,10 @@ class LossConfig:
     nce_tclip: float = 20.0
     nce_reg: float = 0.05
     chunk_size: int = 0  # >0: compute NCE score matrices in chunks of this many source rows
+    robust: str = "none"  # none | gmm | small-loss: per-pair weights of the image-text term (noisy captions)
+    robust_warmup: int = 100  # training steps with all weights 1 before weighting starts
+    robust_memory: int = 1024  # recent per-pair losses the mixture is fitted on
+    robust_drop: float = -1.0  # small-loss: fraction of pairs dropped; < 0 = estimated by the mixture
 
 
 @dataclass
@@ -127,6 +131,9 @@ class EvalConfig:
     probe_lr: float = 1e-3
     knn_k: int = 20
     retrieval_max: int = 1000  # retrieval is scored on at most this many held-out pairs
+    few_shot: int = 10  # linear probe on this many labelled images per class (0 = off)
+    few_shot_draws: int = 5  # random draws of the labelled subset, averaged
+    few_shot_epochs: int = 300  # full-batch Adam steps of the few-shot probe
 
 
 @dataclass
@@ -215,6 +222,7 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"model.image_size must be 32, 64 or 128, got {cfg.model.image_size}")
     choices = {"loss.hinge": (cfg.loss.hinge, ("sum", "max", "logistic")),
                "loss.inter": (cfg.loss.inter, ("rank", "nce", "none")),
+               "loss.robust": (cfg.loss.robust, ("none", "gmm", "small-loss")),
                "text.pooling": (cfg.text.pooling, ("mean", "cls")),
                "train.precision": (cfg.train.precision, ("auto", "fp32", "bf16", "fp16"))}
     for key, (value, allowed) in choices.items():
@@ -222,6 +230,9 @@ def validate(cfg: Config) -> Config:
             raise ConfigError(f"config key '{key}' = {value!r}; valid values: {', '.join(allowed)}")
     if cfg.train.steps < 1 or cfg.train.batch_size < 2:
         raise ConfigError("train.steps must be >= 1 and train.batch_size >= 2 (contrastive losses need negatives)")
+    if cfg.loss.robust_memory < 1 or cfg.loss.robust_warmup < 0 or not cfg.loss.robust_drop < 1.0:
+        raise ConfigError("loss.robust_memory must be >= 1, loss.robust_warmup >= 0 and loss.robust_drop < 1 "
+                          f"(got {cfg.loss.robust_memory}, {cfg.loss.robust_warmup}, {cfg.loss.robust_drop})")
     if not 0.0 <= cfg.data.paired_fraction <= 1.0:
         raise ConfigError(f"data.paired_fraction must be in [0, 1], got {cfg.data.paired_fraction}")
     return cfg

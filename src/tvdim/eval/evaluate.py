@@ -12,7 +12,7 @@ from ..config import DataConfig, EvalConfig
 from ..data.sources import build_source
 from ..errors import DataError
 from .features import extract_features
-from .probes import accuracy, knn_accuracy, train_probe
+from .probes import accuracy, few_shot_accuracy, knn_accuracy, train_probe
 from .retrieval import retrieval_recall
 
 log = logging.getLogger("tvdim.eval")
@@ -52,6 +52,10 @@ def evaluate(checkpoint: str | Path | Loaded, data: DataConfig | None = None, ec
             head = train_probe(kind, tr.feats, ytr, n_classes, epochs, ecfg.probe_batch, ecfg.probe_lr, seed)
             row[kind] = accuracy(head, te.feats, yte)
         row["knn"] = knn_accuracy(tr.feats, ytr, te.feats, yte, ecfg.knn_k)
+        if ecfg.few_shot > 0:  # a full-label probe can hide representation differences
+            row[f"linear_{ecfg.few_shot}shot"] = few_shot_accuracy(
+                tr.feats, ytr, te.feats, yte, n_classes, ecfg.few_shot, ecfg.few_shot_draws, ecfg.few_shot_epochs,
+                ecfg.probe_lr, seed)
         results["tasks"][task] = row
     if not results["tasks"]:
         raise DataError("no label task is present in both the probe training set and the test set")

@@ -39,6 +39,30 @@ def _fit(kind: str, x_train: torch.Tensor, y_train: torch.Tensor, n_classes: int
     return head.eval()
 
 
+def few_shot_indices(y: torch.Tensor, k: int, seed: int = 0) -> torch.Tensor:
+    """Indices of ``k`` labelled rows per class of ``y [N]`` (all rows of a class with fewer), drawn with ``seed``;
+    rows labelled -1 are never drawn. Returns ``[<= k * n_classes]`` sorted indices."""
+    gen = torch.Generator().manual_seed(seed)
+    picked = []
+    for c in torch.unique(y[y >= 0]).tolist():
+        rows = (y == c).nonzero().flatten()
+        picked.append(rows[torch.randperm(rows.numel(), generator=gen)[:k]])
+    return torch.cat(picked).sort().values if picked else torch.zeros(0, dtype=torch.long)
+
+
+def few_shot_accuracy(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
+                      n_classes: int, k: int = 10, draws: int = 5, epochs: int = 300, lr: float = 1e-3,
+                      seed: int = 0) -> float:
+    """Linear probe trained on ``k`` labelled images per class (full batch, ``epochs`` Adam steps), scored on the
+    whole test set; mean over ``draws`` random draws of the labelled subset (draw d uses seed ``seed + d``)."""
+    accs = []
+    for d in range(draws):
+        idx = few_shot_indices(y_train, k, seed + d)
+        head = train_probe("linear", x_train[idx], y_train[idx], n_classes, epochs, max(1, idx.numel()), lr, seed + d)
+        accs.append(accuracy(head, x_test, y_test))
+    return sum(accs) / len(accs)
+
+
 @torch.no_grad()
 def accuracy(head: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 accuracy over every labelled row of the test set (eval mode: BN statistics frozen)."""

@@ -4,13 +4,14 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
+from .robust import weighted_row_mean
 
-def info_nce_from_scores(s_i2t: torch.Tensor, s_t2i: torch.Tensor, pos_offset: int = 0,
-                         valid_rows: torch.Tensor | None = None, valid_cols: torch.Tensor | None = None) -> torch.Tensor:
-    """Mean of the two cross-entropies over logits ``[B, N]`` whose true column for row i is ``pos_offset + i``.
 
-    Invalid columns (``valid_cols`` False: images without a caption) are removed from the softmax; invalid rows
-    are left out of the mean. Returns 0 when no row is valid.
+def info_nce_rows(s_i2t: torch.Tensor, s_t2i: torch.Tensor, pos_offset: int = 0,
+                  valid_cols: torch.Tensor | None = None) -> torch.Tensor:
+    """Per-pair symmetric InfoNCE: ``[B]``, row i = (CE(image i -> texts) + CE(text i -> images)) / 2.
+
+    Logits ``[B, N]``; the true column of row i is ``pos_offset + i``; invalid columns leave the softmax.
     """
     b = s_i2t.shape[0]
     pos = torch.arange(b, device=s_i2t.device) + pos_offset
@@ -21,10 +22,19 @@ def info_nce_from_scores(s_i2t: torch.Tensor, s_t2i: torch.Tensor, pos_offset: i
         if valid_cols is not None:  # a row always keeps its own column, so no row is all -inf
             s = s.masked_fill(~(valid_cols.bool().unsqueeze(0) | own), float("-inf"))
         total = total + F.cross_entropy(s, pos, reduction="none")
-    if valid_rows is None:
-        return total.mean() / 2
-    rows = valid_rows.bool()
-    return (total * rows).sum() / (2 * rows.sum().clamp(min=1))
+    return total / 2
+
+
+def info_nce_from_scores(s_i2t: torch.Tensor, s_t2i: torch.Tensor, pos_offset: int = 0,
+                         valid_rows: torch.Tensor | None = None, valid_cols: torch.Tensor | None = None,
+                         weights: torch.Tensor | None = None) -> torch.Tensor:
+    """Mean of the two cross-entropies over logits ``[B, N]`` whose true column for row i is ``pos_offset + i``.
+
+    Invalid columns (``valid_cols`` False: images without a caption) are removed from the softmax; invalid rows
+    are left out of the mean. ``weights`` ``[B]`` (robust variants) scale each pair's term; the divisor stays the
+    number of valid rows. Returns 0 when no row is valid.
+    """
+    return weighted_row_mean(info_nce_rows(s_i2t, s_t2i, pos_offset, valid_cols), weights, valid_rows)
 
 
 def info_nce(img: torch.Tensor, txt: torch.Tensor, img_all: torch.Tensor | None = None,
@@ -44,4 +54,4 @@ def info_nce(img: torch.Tensor, txt: torch.Tensor, img_all: torch.Tensor | None 
                                 valid_all)
 
 
-__all__ = ["info_nce", "info_nce_from_scores"]
+__all__ = ["info_nce", "info_nce_from_scores", "info_nce_rows"]

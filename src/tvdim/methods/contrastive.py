@@ -10,10 +10,11 @@ from __future__ import annotations
 import torch
 
 from ..config import Config
-from ..losses import amdim_nce, info_nce_from_scores, random_locations, ranking_loss_from_scores
+from ..losses import amdim_nce, info_nce_rows, random_locations, ranking_loss_rows, weighted_row_mean
 from ..losses.scores import global_local_scores
 from ..train.distributed import current, gather_no_grad, gather_with_grad
 from .base import Method, StepOutput
+from .pair_weights import PairWeighting
 
 
 def _pad_tokens(tokens: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -33,6 +34,8 @@ class ContrastiveMethod(Method):
         # r5 heads serve only the intra term; text token heads (and r7 heads without intra) only the local terms
         self.uses_all_parameters = intra and (inter == "none" or cfg.loss.local)
         super().__init__(cfg, tasks, vocab_size)
+        # robust image-text term: per-pair weights from the distribution of per-pair losses (noisy captions)
+        self.pair_weights = PairWeighting(cfg.loss) if self.uses_text and cfg.loss.robust != "none" else None
 
     # --- loss terms -------------------------------------------------------------------------------------------
     def intra_terms(self, r1: tuple, r5: tuple, r7: tuple, offset: int) -> dict[str, torch.Tensor]:
@@ -50,12 +53,21 @@ class ContrastiveMethod(Method):
         terms["nce_reg"] = reg
         return terms
 
-    def _inter_loss(self, s_i2t: torch.Tensor, s_t2i: torch.Tensor, offset: int, valid: torch.Tensor,
+    def _inter_rows(self, s_i2t: torch.Tensor, s_t2i: torch.Tensor, offset: int,
                     valid_all: torch.Tensor) -> torch.Tensor:
+        """Per-pair image-text loss ``[B]`` from scores ``[B, N]`` (ranking or InfoNCE form)."""
         lc = self.cfg.loss
         if self.inter == "rank":
-            return ranking_loss_from_scores(s_i2t, s_t2i, offset, lc.margin, lc.hinge, valid, valid_all, lc.gamma)
-        return info_nce_from_scores(s_i2t / lc.temperature, s_t2i / lc.temperature, offset, valid, valid_all)
+            return ranking_loss_rows(s_i2t, s_t2i, offset, lc.margin, lc.hinge, valid_all, lc.gamma)
+        return info_nce_rows(s_i2t / lc.temperature, s_t2i / lc.temperature, offset, valid_all)
+
+    def _pair_weights(self, rows: list[torch.Tensor], valid_all: torch.Tensor, offset: int) -> torch.Tensor | None:
+        """Weights ``[B]`` of this rank's pairs, computed over the gathered global batch (identical on all ranks)."""
+        if self.pair_weights is None:
+            return None
+        per_pair = (sum(rows) / len(rows)).detach()  # [B], mean over the two views
+        weights = self.pair_weights(gather_no_grad(per_pair), valid_all)
+        return None if weights is None else weights[offset:offset + per_pair.shape[0]]
 
     def inter_terms(self, r1: tuple, r7: tuple, batch: dict, offset: int) -> dict[str, torch.Tensor]:
         """Image-text term. Global features are cosine-compared; local terms mirror DIM's global-to-local pairs."""
@@ -70,7 +82,7 @@ class ContrastiveMethod(Method):
         for v in range(2):
             g = torch.nn.functional.normalize(r1[v].float(), dim=-1)
             g_all = gather_with_grad(g)
-            glob.append(self._inter_loss(g @ t_all_norm.T, t_norm @ g_all.T, offset, valid, valid_all))
+            glob.append(self._inter_rows(g @ t_all_norm.T, t_norm @ g_all.T, offset, valid_all))
             if self.cfg.loss.local:
                 loc_img = gather_with_grad(r7[v].flatten(2).transpose(1, 2))  # [N, 49, D]
                 assert txt.tokens is not None
@@ -79,10 +91,11 @@ class ContrastiveMethod(Method):
                 mask_all = gather_no_grad(mask)
                 s_t_img = global_local_scores(txt.sentence, loc_img)  # text global vs image locations [B, N]
                 s_i_tok = global_local_scores(r1[v], tok_all, mask_all)  # image global vs text tokens [B, N]
-                local.append(self._inter_loss(s_i_tok, s_t_img, offset, valid, valid_all))
-        terms = {f"inter_{self.inter}": sum(glob) / 2}
+                local.append(self._inter_rows(s_i_tok, s_t_img, offset, valid_all))
+        weights = self._pair_weights(glob, valid_all, offset)
+        terms = {f"inter_{self.inter}": sum(weighted_row_mean(r, weights, valid) for r in glob) / 2}
         if local:
-            terms[f"inter_{self.inter}_local"] = sum(local) / 2
+            terms[f"inter_{self.inter}_local"] = sum(weighted_row_mean(r, weights, valid) for r in local) / 2
         return terms
 
     # --- step -------------------------------------------------------------------------------------------------
@@ -104,6 +117,8 @@ class ContrastiveMethod(Method):
             weight = self.cfg.loss.lam if self.intra else 1.0
             loss = loss + weight * sum(it.values())
         out = StepOutput(loss, {k: v.detach() for k, v in terms.items()})
+        if self.pair_weights is not None:
+            out.metrics.update(self.pair_weights.last)
         out.loss = loss + self.probe_step(r1[0], batch.get("labels", {}), out)
         out.terms["total"] = out.loss.detach()
         return out

@@ -9,6 +9,8 @@ Modes, each applied to a sample with probability ``p``:
 Inputs: WebDataset shards (pattern or folder; written to ``out`` as same-named shards + copied ``sizes.json`` / ``classes.json``)
 or a CSV / TSV / JSONL table (written to the file ``out``). The input is never overwritten (refused when the
 output resolves to the input) and each output file is written under a temporary name, then renamed.
+A manifest of the corrupted samples is written beside the output: ``corrupted.json`` in the shard folder (sample
+keys) or ``<table>.corrupted.json`` (0-based row indices), so a noise detector can be scored against it.
 """
 from __future__ import annotations
 
@@ -27,6 +29,9 @@ from .table import read_rows
 from .wds import expand_urls, split_key
 
 
+MANIFEST = "corrupted.json"  # beside corrupted shards: the keys whose captions were changed
+
+
 class _Corrupter:
     def __init__(self, pool: list[list[str]], mode: str, p: float, seed: int) -> None:
         if mode not in MODES:
@@ -34,11 +39,13 @@ class _Corrupter:
         if not 0.0 <= p <= 1.0:
             raise DataError(f"corruption rate p must be in [0, 1], got {p}")
         self.pool, self.mode, self.p, self.rng, self.changed = pool, mode, p, random.Random(seed), 0
+        self.changed_rows: list[int] = []  # indices of corrupted samples (the manifest)
 
     def __call__(self, i: int, caps: list[str]) -> list[str]:
         if self.rng.random() >= self.p:
             return caps
         self.changed += 1
+        self.changed_rows.append(i)
         if self.mode == "drop":
             return []
         if self.mode == "shuffle-words":
@@ -79,7 +86,18 @@ def _corrupt_table(path: Path, out: Path, fmt: str, caption_key: str, sep: str, 
                 w.writeheader()
                 w.writerows(rows)
     _atomic_write(out, write)
-    return {"samples": len(rows), "changed": cor.changed, "output": str(out)}
+    manifest = out.with_name(out.name + ".corrupted.json")
+    _write_manifest(manifest, [str(i) for i in cor.changed_rows], len(rows), cor, "row")
+    return {"samples": len(rows), "changed": cor.changed, "output": str(out), "manifest": str(manifest)}
+
+
+def _write_manifest(path: Path, keys: list[str], n: int, cor: "_Corrupter", key_kind: str) -> None:
+    """Which samples were corrupted (so a noise detector can be scored): ``{"mode", "p", "samples", "key_kind",
+    "keys"}``; ``key_kind`` is ``key`` (WebDataset sample keys) or ``row`` (0-based data-row index of a table)."""
+    def write(tmp: Path) -> None:
+        tmp.write_text(json.dumps({"mode": cor.mode, "p": cor.p, "samples": n, "changed": len(keys),
+                                   "key_kind": key_kind, "keys": keys}))
+    _atomic_write(path, write)
 
 
 def _read_caps(files: dict[str, bytes]) -> list[str]:
@@ -117,6 +135,7 @@ def _corrupt_wds(pattern: str, out: Path, c_args: tuple) -> dict[str, Any]:
     cor = _Corrupter(pool, *c_args)
     out.mkdir(parents=True, exist_ok=True)
     i = 0
+    keys = [key for _, gs in shards for key, _, _ in gs]
     for url, gs in shards:
         def write(tmp: Path, gs: list = gs) -> None:
             nonlocal i
@@ -142,7 +161,9 @@ def _corrupt_wds(pattern: str, out: Path, c_args: tuple) -> dict[str, Any]:
     for meta in ("sizes.json", "classes.json"):  # counts and class names travel with the shards
         if (folder / meta).is_file():
             shutil.copyfile(folder / meta, out / meta)
-    return {"samples": len(pool), "changed": cor.changed, "output": str(out), "shards": len(urls)}
+    _write_manifest(out / MANIFEST, [keys[i] for i in cor.changed_rows], len(pool), cor, "key")
+    return {"samples": len(pool), "changed": cor.changed, "output": str(out), "shards": len(urls),
+            "manifest": str(out / MANIFEST)}
 
 
 def corrupt_captions(src: str, out: str, fmt: str = "wds", mode: str = "swap", p: float = 0.2, seed: int = 0,
@@ -157,4 +178,4 @@ def corrupt_captions(src: str, out: str, fmt: str = "wds", mode: str = "swap", p
     raise DataError(f"corrupt-captions supports wds, csv, tsv, jsonl; got '{fmt}'")
 
 
-__all__ = ["corrupt_captions", "MODES"]
+__all__ = ["corrupt_captions", "MODES", "MANIFEST"]
