@@ -12,6 +12,7 @@ re-running skips runs already there, so an interrupted study continues.
   python benchmarks/study.py run --dataset synthetic --experiment noise --seeds 0   # built-in data, demo settings
   python benchmarks/study.py transfer --runs benchmarks/out/study --experiment main  # CIFAR-10 probes of those encoders
   python benchmarks/study.py curves --runs benchmarks/out/study --experiment main    # loss balance PNG
+  python benchmarks/study.py detect --runs benchmarks/out/study --only "tvdim+gmm p=0.5"    # noise detector AUROC
   python benchmarks/study.py report --results benchmarks/results/study_*.jsonl --out docs/study
 
 The defaults are the CPU configuration of docs/results.md (32 px, 400 steps of batch 64, about 3.5 min per run on
@@ -30,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 EXPERIMENTS = ("main", "noise", "sensitivity", "paired")
+DEFAULT_STEPS = 400  # the CPU regime; other step counts get their own tables ("noise, 1600 steps")
 ROBUST = ("gmm", "small-loss")  # the robust variants of the image-text term
 
 
@@ -247,6 +249,61 @@ def curves(args: argparse.Namespace) -> None:
     print(f"wrote {out / f'curves_{args.experiment}.png'}")
 
 
+def _group(r: dict) -> tuple[str, str, str, int]:
+    """Runs share a table when dataset, experiment, device (not thread count) and training length agree."""
+    return (r.get("dataset", "rsicd"), r["experiment"], r["machine"].split(";")[0],
+            int(r.get("settings", {}).get("steps", DEFAULT_STEPS)))
+
+
+def detect(args: argparse.Namespace) -> None:
+    """Score the caption-noise detector (``tvdim data score-pairs``) of finished noisy runs against the manifest
+    of corrupted keys written beside their shards; appends one line per run (experiment ``detect``)."""
+    from tvdim.config import DataConfig
+    from tvdim.data.audit import score_pairs
+
+    source = [json.loads(line) for line in (Path(args.runs) / "results.jsonl").read_text().splitlines() if line.strip()]
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    results_path = out / "results.jsonl"
+    done = {(r["label"], r["seed"]) for r in map(json.loads, results_path.read_text().splitlines())} \
+        if results_path.exists() else set()
+    seeds = {int(s) for s in args.seeds.split(",")}
+    _, machine = _machine("cpu")
+    for r in source:
+        paths = [o.split("=", 1)[1] for o in r["overrides"] if o.startswith("data.path=")]
+        if r["experiment"] != "noise" or not paths or r["seed"] not in seeds or (r["label"], r["seed"]) in done \
+                or (args.only and r["label"] not in args.only.split(",")):
+            continue
+        t0 = time.perf_counter()
+        cfg = DataConfig(format="wds", path=str(Path(paths[0]) / "rsicd-train-{000000..000008}.tar"))
+        summary = score_pairs(_eval(r)["checkpoint"], cfg, out / f"{r['label'].replace(' ', '_')}-s{r['seed']}.jsonl",
+                              overwrite=True, progress=False)
+        record = {"experiment": "detect", "dataset": r.get("dataset", "rsicd"), "label": r["label"],
+                  "method": r["method"], "seed": r["seed"], "overrides": r["overrides"],
+                  "detection": summary["detection"], "pairs": summary["pairs"], "machine": machine,
+                  "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "settings": r["settings"],
+                  "total_s": round(time.perf_counter() - t0, 1)}
+        with results_path.open("a") as f:
+            f.write(json.dumps(record) + "\n")
+        d = summary["detection"]
+        print(f"[detect] {r['label']} seed {r['seed']}: AUROC {d['auroc']:.3f}, precision at the noise rate "
+              f"{d['precision_at_noise_rate']:.3f} ({d['n_noisy']} of {d['n']} corrupted)", flush=True)
+
+
+def _detect_table(rows: list[dict]) -> list[str]:
+    """The caption-noise detector: AUROC and precision at the true noise rate, mean ± std over seeds."""
+    first = rows[0]
+    lines = ["", f"### {first.get('dataset', 'rsicd')}: caption-noise detector (`tvdim data score-pairs`)", "",
+             (f"seeds {sorted({r['seed'] for r in rows})}; checkpoints of the noise runs, settings {first['settings']}; "
+              f"machine: {first['machine']}; dates {min(r['date'] for r in rows)} .. {max(r['date'] for r in rows)}."),
+             "", "| run | n | corrupted | AUROC | precision at the noise rate |", "|---|---|---|---|---|"]
+    for label in dict.fromkeys(r["label"] for r in rows):
+        rs = [r["detection"] for r in rows if r["label"] == label]
+        lines.append(f"| {label} | {len(rs)} | {rs[0]['n_noisy']} of {rs[0]['n']} | "
+                     f"{_ms([d['auroc'] for d in rs])} | {_ms([d['precision_at_noise_rate'] for d in rs])} |")
+    return lines
+
+
 def _ms(values: list[float]) -> str:
     if not values:
         return "-"
@@ -265,27 +322,32 @@ def report(args: argparse.Namespace) -> None:
     out.mkdir(parents=True, exist_ok=True)
     lines = [(f"<!-- generated by: python benchmarks/study.py report --results {' '.join(args.results)} "
              f"--out {args.out} -->")]
-    def key(r: dict) -> tuple[str, str, str]:
-        return r.get("dataset", "rsicd"), r["experiment"], r["machine"].split(";")[0]  # device, not thread count
+    key = _group
 
-    for dataset, exp, device in dict.fromkeys(map(key, rows)):
-        runs = _with_reference(rows, [r for r in rows if key(r) == (dataset, exp, device)], key)
+    for dataset, exp, device, steps in dict.fromkeys(map(key, rows)):
+        if exp == "detect":
+            lines += _detect_table([r for r in rows if key(r) == (dataset, exp, device, steps)])
+            continue
+        runs = _with_reference(rows, [r for r in rows if key(r) == (dataset, exp, device, steps)], key)
         own = [r for r in runs if not r.get("reference")]
         machine = "; ".join(sorted({r["machine"] for r in own}))
         first, task = own[0], own[0].get("task", "label")
         wall = sum(r["total_s"] for r in own)
-        lines += ["", f"### {dataset}: {exp} ({machine.split(';')[0]})", "",
+        regime = f", {steps} steps" if steps != DEFAULT_STEPS else ""
+        lines += ["", f"### {dataset}: {exp}{regime} ({machine.split(';')[0]})", "",
                   (f"seeds {sorted({r['seed'] for r in own})}; task `{task}`; settings {first['settings']}; "
                   f"machine: {machine}; dates {min(r['date'] for r in own)} .. {max(r['date'] for r in own)}; "
                   f"total wall time {wall / 60:.1f} min."), "",
-                  "| run | n | linear | MLP | k-NN | R@1 i2t | R@5 i2t | R@10 i2t | R@1 t2i |",
-                  "|---|---|---|---|---|---|---|---|---|"]
+                  "| run | n | linear | MLP | k-NN | R@1 i2t | R@5 i2t | R@10 i2t | R@1 t2i | 10-shot | val linear |",
+                  "|---|---|---|---|---|---|---|---|---|---|---|"]
         for label in dict.fromkeys(r["label"] for r in runs):
             rs = [r for r in runs if r["label"] == label]
             acc = [_eval(r)["tasks"][task] for r in rs]
             ret = [_eval(r)["retrieval"] for r in rs if _eval(r).get("retrieval")]
             cells = [label, str(len(rs))] + [_ms([a[k] for a in acc]) for k in ("linear", "mlp", "knn")]
             cells += [_ms([x[k] for x in ret]) for k in ("i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1")]
+            cells += [_ms([a["linear_10shot"] for a in acc if "linear_10shot" in a]),
+                      _ms([r["val"]["tasks"][task]["linear"] for r in rs if r.get("val")])]
             lines.append("| " + " | ".join(cells) + " |")
         if any(r.get("reference") for r in runs):
             which = "The amdim and p=0.0 rows" if exp == "noise" else "Rows marked (main)"
@@ -293,7 +355,7 @@ def report(args: argparse.Namespace) -> None:
                            "configuration (lambda 1, margin 0.2, sum of hinges, global features, 100 % captioned, "
                            "clean captions).")]
         if exp == "noise":
-            name = f"noise_{dataset}.png"
+            name = f"noise_{dataset}{'' if steps == DEFAULT_STEPS else f'_{steps}steps'}.png"
             _noise_plot(runs, task, out / name)
             lines += ["", f"![caption noise]({name})"]
     (out / "study.md").write_text("\n".join(lines) + "\n")
@@ -309,12 +371,12 @@ REFERENCE = {"noise": {"amdim": "amdim", "tvdim": "tvdim p=0.0", "tvdim-nce": "t
 def _with_reference(rows: list[dict], runs: list[dict], key: Any) -> list[dict]:
     """``runs`` of one (dataset, experiment, device) plus the main runs with the same settings that stand for the
     experiment's default rows it did not run itself; rows are ordered as the experiment's plan."""
-    dataset, exp, device = key(runs[0])
+    dataset, exp, device, steps = key(runs[0])
     own = {r["label"] for r in runs}
     settings = {json.dumps(r["settings"], sort_keys=True) for r in runs}
     seeds = {r["seed"] for r in runs}  # a default row averages the same seeds as the rows it is compared with
     extra = [dict(r, label=REFERENCE[exp][r["label"]], experiment=exp, reference=True) for r in rows
-             if exp in REFERENCE and key(r) == (dataset, "main", device) and r["label"] in REFERENCE[exp]
+             if exp in REFERENCE and key(r) == (dataset, "main", device, steps) and r["label"] in REFERENCE[exp]
              and REFERENCE[exp][r["label"]] not in own and json.dumps(r["settings"], sort_keys=True) in settings
              and r["seed"] in seeds]
     if exp not in (*EXPERIMENTS, "transfer"):
@@ -336,13 +398,16 @@ def _noise_plot(runs: list[dict], task: str, path: Path) -> None:
         mean, std = 100 * statistics.mean(ref), 100 * statistics.stdev(ref) if len(ref) > 1 else 0.0
         ax.axhline(mean, color="gray", ls="--", label="amdim (no text), ± std")
         ax.axhspan(mean - std, mean + std, color="gray", alpha=0.15)
-    for m in ("tvdim", "tvdim-nce", "clip"):
+    series = dict.fromkeys(r["label"].split(" p=")[0] for r in runs if " p=" in r["label"] and " " not in
+                           r["label"].split(" p=")[0])  # tvdim, tvdim-nce, clip, tvdim+gmm, ... (not lambda rows)
+    for i, m in enumerate(series):
         ps = sorted({float(r["label"].split("p=")[1]) for r in runs if r["label"].startswith(f"{m} p=")})
         if not ps:
             continue
         ys = [[_eval(r)["tasks"][task]["linear"] for r in runs if r["label"] == f"{m} p={p}"] for p in ps]
         ax.errorbar(ps, [100 * statistics.mean(y) for y in ys],
-                    [100 * statistics.stdev(y) if len(y) > 1 else 0 for y in ys], marker="o", capsize=3, label=m)
+                    [100 * statistics.stdev(y) if len(y) > 1 else 0 for y in ys], marker="os^Dv<>"[i % 7], capsize=3,
+                    ls="-" if "+" in m else "--", label=m)
     ax.set(xlabel="fraction of captions swapped", ylabel=f"linear probe, {task} (%)", title="caption noise")
     ax.legend(fontsize=8)
     fig.tight_layout()
@@ -395,6 +460,12 @@ def main() -> None:
     c.add_argument("--seed", type=int, default=0)
     c.add_argument("--out", default="docs/study")
     c.set_defaults(func=curves)
+    d = sub.add_parser("detect", help="score the caption-noise detector of finished noisy runs (AUROC)")
+    d.add_argument("--runs", default="benchmarks/out/study", help="a run's --out folder (reads results.jsonl)")
+    d.add_argument("--only", default="", help="comma-separated subset of run labels")
+    d.add_argument("--seeds", default="0,1,2")
+    d.add_argument("--out", default="benchmarks/out/detect")
+    d.set_defaults(func=detect)
     g = sub.add_parser("report")
     g.add_argument("--results", nargs="+", default=["benchmarks/results/study.jsonl"])
     g.add_argument("--out", default="docs/study")

@@ -83,3 +83,35 @@ def test_transfer_skips_runs_whose_checkpoint_is_gone(study, tmp_path, capsys):
     out = capsys.readouterr().out
     assert "missing.pt is gone" in out
     assert not (tmp_path / "t" / "results.jsonl").exists()
+
+
+def test_longer_regime_robust_rows_few_shot_and_val_columns(study, tmp_path, monkeypatch):
+    long = dict(SETTINGS, steps=1600)
+    rows = [record("noise", "tvdim p=0.5", "tvdim", 0, 0.38), record("noise", "tvdim+gmm p=0.5", "tvdim", 0, 0.40),
+            record("noise", "tvdim+gmm p=0.5", "tvdim", 1, 0.42), record("noise", "tvdim+gmm p=0.5", "tvdim", 0, 0.45, long)]
+    rows[1]["eval"]["tasks"]["label"]["linear_10shot"] = 0.20
+    rows[2]["eval"]["tasks"]["label"]["linear_10shot"] = 0.22
+    rows[1]["val"] = {"tasks": {"label": {"linear": 0.5}}}
+    plotted = []
+    real_plot = study._noise_plot
+    monkeypatch.setattr(study, "_noise_plot", lambda runs, task, path: (plotted.append(
+        sorted({r["label"] for r in runs})), real_plot(runs, task, path)))
+    study.report(argparse.Namespace(results=[str(write(tmp_path, rows))], out=str(tmp_path / "rep")))
+    text = (tmp_path / "rep" / "study.md").read_text()
+    short, longer = text.split("### rsicd: noise (cpu)")[1], text.split("### rsicd: noise, 1600 steps (cpu)")[1]
+    gmm = table_row(short.split("###")[0], "tvdim+gmm p=0.5")
+    assert gmm[1] == "2" and gmm[2] == "41.0 ± 1.4"  # the 1600-step run is not averaged in
+    assert gmm[-2] == "21.0 ± 1.4" and gmm[-1] == "50.0"  # 10-shot over both seeds, val over the seed that has it
+    assert table_row(longer, "tvdim+gmm p=0.5")[2] == "45.0"
+    assert plotted[0] == ["tvdim p=0.5", "tvdim+gmm p=0.5"]
+    assert (tmp_path / "rep" / "noise_rsicd_1600steps.png").stat().st_size > 0
+
+
+def test_detector_table(study, tmp_path):
+    det = {"experiment": "detect", "dataset": "rsicd", "label": "tvdim+gmm p=0.5", "method": "tvdim", "seed": 0,
+           "machine": "cpu; x86_64, 1 torch threads", "date": "2026-01-01T00:00:00+00:00", "settings": SETTINGS,
+           "detection": {"n": 100, "n_noisy": 50, "auroc": 0.8, "precision_at_noise_rate": 0.7}}
+    rows = [det, dict(det, seed=1, detection=dict(det["detection"], auroc=0.9, precision_at_noise_rate=0.8))]
+    study.report(argparse.Namespace(results=[str(write(tmp_path, rows))], out=str(tmp_path / "rep")))
+    cells = table_row((tmp_path / "rep" / "study.md").read_text(), "tvdim+gmm p=0.5")
+    assert cells[1:] == ["2", "50 of 100", "85.0 ± 7.1", "75.0 ± 7.1"]

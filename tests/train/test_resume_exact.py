@@ -120,3 +120,13 @@ def test_resume_with_more_steps_follows_new_schedule(tmp_path, monkeypatch):
     trainer.pretrain(load_config(overrides=base + ["train.steps=6"]), resume="latest")
     # steps 3, 4, 5 of a 6-step run: decay (x0.2) only from step 0.8 * 6 = 4.8, i.e. step 5
     assert lrs == pytest.approx([1e-3 * lr_factor(s, 6, 2, 0.8, 0.2) for s in range(3, 6)])
+
+
+@pytest.mark.parametrize("robust", ["gmm", "small-loss"])
+def test_resume_exact_with_robust_text_term(robust, tmp_path, tokenizer_file):
+    """The per-pair loss memory and step count of loss.robust travel in the checkpoint: weights switch on at step 4
+    (32 remembered losses), after the resume at step 3, so a memory that did not resume changes the result."""
+    extra = (f"loss.robust={robust}", "loss.robust_warmup=1", "loss.robust_memory=64")
+    sa, sb = run_pair("tvdim", tmp_path, tokenizer_file, *extra)
+    assert int(sa["model"]["pair_weights.filled"]) == int(sb["model"]["pair_weights.filled"]) == 48
+    assert_same_model(sa, sb)

@@ -1,4 +1,4 @@
-"""``tvdim data inspect | convert | corrupt-captions``: functions plus their argparse registration.
+"""``tvdim data inspect | convert | corrupt-captions | score-pairs``: functions plus their argparse registration.
 
 ``cli.py`` calls :func:`add_data_commands(subparsers)`; each handler returns an exit status (0 ok, 2 data error).
 """
@@ -187,6 +187,9 @@ def add_data_commands(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--p", type=float, default=0.2, help="rate at which samples are corrupted")
     p.add_argument("--seed", type=int, default=0)
     p.set_defaults(func=_guard(cmd_corrupt))
+    from .audit import add_score_pairs
+
+    add_score_pairs(sub, _source_args, _guard)
     return data
 
 

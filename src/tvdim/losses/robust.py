@@ -25,15 +25,21 @@ def fit_two_gaussians(x: torch.Tensor, iters: int = 30, min_std: float = 1e-3
         x: ``[M]`` values (finite). iters: EM iterations. min_std: floor on each component's std, relative to
             the std of ``x`` (avoids a collapsed component).
     Returns:
-        ``(pi, mu, sigma)``, each ``[2]`` float64, sorted so component 0 has the lower mean. Initialised at the
-        25th / 75th percentiles with the pooled std.
+        ``(pi, mu, sigma)``, each ``[2]`` float64, sorted so component 0 has the lower mean. Initialised by
+        splitting the values at their mean (one k-means step), which stays asymmetric even when most values are
+        equal (e.g. many zero hinge losses).
     """
     x = x.detach().double().flatten()
     spread = x.std() if x.numel() > 1 else x.new_tensor(1.0)
     floor = float(spread.clamp(min=1e-12)) * min_std + 1e-12
-    mu = torch.quantile(x, x.new_tensor([0.25, 0.75]))
-    sigma = spread.clamp(min=floor).repeat(2)
-    pi = x.new_tensor([0.5, 0.5])
+    high = x > x.mean()
+    if bool(high.any()) and not bool(high.all()):
+        groups = (x[~high], x[high])
+        mu = torch.stack([g.mean() for g in groups])
+        sigma = torch.stack([g.std(unbiased=False) for g in groups]).clamp(min=floor)
+        pi = torch.stack([x.new_tensor(len(g) / len(x)) for g in groups])
+    else:  # all values equal: one component is enough, the other starts beside it
+        mu, sigma, pi = x.mean().repeat(2), spread.clamp(min=floor).repeat(2), x.new_tensor([0.5, 0.5])
     for _ in range(iters):
         resp = _responsibilities(x, pi, mu, sigma)  # [M, 2]
         nk = resp.sum(0).clamp(min=1e-12)
