@@ -7,6 +7,7 @@ that is not there is an error, never a download. The folder's fast tokenizer (``
 """
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -97,7 +98,7 @@ class PretrainedTextEncoder(nn.Module):
 
     def backbone_config(self) -> dict[str, Any]:
         """The backbone's Hugging Face config as a plain dict (rebuilds the architecture without its folder)."""
-        return self.backbone.config.to_dict()
+        return json.loads(self.backbone.config.to_json_string(use_diff=False))
 
     def train(self, mode: bool = True) -> "PretrainedTextEncoder":
         super().train(mode)
