@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import json
 import logging
-import shutil
+import os
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -45,8 +45,7 @@ EXPORT_FILES = ("config.json", WEIGHTS, TOKENIZER, "README.md", RESULTS)
 PAPER = "https://arxiv.org/abs/2106.01797"
 
 
-class TvdimModel(nn.Module, PyTorchModelHubMixin, library_name="tvdim", paper_url=PAPER,
-                 pipeline_tag="image-feature-extraction", tags=["tvdim", "amdim", "self-supervised"]):
+class TvdimModel(nn.Module, PyTorchModelHubMixin, library_name="tvdim", tags=["tvdim", "amdim", "self-supervised"]):
     """Exported encoders: ``image_encoder`` (:class:`AmdimEncoder`), ``text_encoder`` and ``tokenizer`` (None for
     image-only methods). The constructor arguments are what ``config.json`` holds (see :func:`export_checkpoint`).
 
@@ -104,6 +103,9 @@ class TvdimModel(nn.Module, PyTorchModelHubMixin, library_name="tvdim", paper_ur
 
         save_model(self, str(save_directory / WEIGHTS), metadata={"format": "pt", "tvdim": FORMAT},
                    force_contiguous=True)
+        umask = os.umask(0)  # safetensors writes the file owner-only; give it the usual permissions
+        os.umask(umask)
+        os.chmod(save_directory / WEIGHTS, 0o666 & ~umask)
         if self.tokenizer is not None:
             self.tokenizer.save(save_directory / TOKENIZER)
         if self.results is not None:
