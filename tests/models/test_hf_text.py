@@ -56,6 +56,16 @@ def test_build_method_uses_pretrained_tower(tiny_bert):
     assert all(p.requires_grad for p in method.text_encoder.backbone.parameters())
 
 
+def test_ddp_is_told_that_some_backbone_parameters_get_no_gradient(tiny_bert):
+    """BERT's pooler is unused (we pool token states), so DDP must look for unused parameters."""
+    cfg = load_config(overrides=TINY + [f"text.pretrained={tiny_bert}", "loss.local=true"])
+    method = build_method(cfg, {}, None)
+    assert method.uses_all_parameters is False
+    ids, mask = hf_tokenizer(tiny_bert, 16)(CAPS)
+    method.text_encoder(ids, mask).sentence.sum().backward()
+    assert any(p.grad is None for p in method.text_encoder.backbone.parameters())
+
+
 def test_freeze_keeps_backbone_fixed_and_in_eval_mode(tiny_bert, tmp_path):
     cfg = load_config(overrides=TINY + [f"text.pretrained={tiny_bert}", "text.freeze=true",
                                         f"train.out_dir={tmp_path / 'frozen'}"])

@@ -63,6 +63,8 @@ class Method(nn.Module):
         self.text_encoder: TextEncoder | PretrainedTextEncoder | None = None
         if self.uses_text:
             self.text_encoder = build_text_encoder(cfg, vocab_size, self.name)
+            if isinstance(self.text_encoder, PretrainedTextEncoder):
+                self.uses_all_parameters = False  # e.g. BERT's pooler: we pool the token states ourselves
         self.probes = nn.ModuleDict({task: nn.Linear(m.n_rkhs, n) for task, n in tasks.items()})
 
     def encoder_parameters(self) -> list[nn.Parameter]:
