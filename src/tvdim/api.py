@@ -4,7 +4,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from PIL import Image
@@ -17,6 +17,9 @@ from .models.encoder import AmdimEncoder
 from .models.text import TextEncoder
 from .models.tokenizer import CaptionTokenizer
 from .train.checkpoint import load_checkpoint
+
+if TYPE_CHECKING:
+    from .hub import TvdimModel
 
 
 @dataclass
@@ -46,21 +49,32 @@ def load_method(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
     return Loaded(method.to(device).eval(), cfg, tok, tasks, int(state.get("step", 0)), Path(path))
 
 
+def load_model(path: str | Path, device: str | torch.device = "cpu") -> "TvdimModel":
+    """Encoders of a checkpoint or of an export folder (``tvdim export``) as a :class:`~tvdim.hub.TvdimModel`
+    (eval mode): ``image_encoder``, ``text_encoder`` and ``tokenizer`` (None without text)."""
+    from .hub import from_pretrained, model_from_checkpoint
+
+    if Path(path).is_dir():
+        return from_pretrained(path, device)
+    return model_from_checkpoint(load_method(path, device))
+
+
 def load_encoder(path: str | Path, device: str | torch.device = "cpu") -> AmdimEncoder:
-    """The frozen image encoder of a checkpoint (eval mode). ``encoder(x).r1`` is the representation."""
-    enc = load_method(path, device).method.image_encoder
+    """The frozen image encoder (eval mode) of a checkpoint or an export folder. ``encoder(x).r1`` is the
+    representation."""
+    enc = load_model(path, device).image_encoder if Path(path).is_dir() else load_method(path, device).method.image_encoder
     for p in enc.parameters():
         p.requires_grad_(False)
     return enc
 
 
 def load_text_encoder(path: str | Path, device: str | torch.device = "cpu") -> tuple[TextEncoder, CaptionTokenizer]:
-    """The text encoder and tokenizer of a checkpoint trained with text (tvdim, tvdim-nce, clip)."""
-    loaded = load_method(path, device)
-    if loaded.method.text_encoder is None or loaded.tokenizer is None:
-        raise CheckpointError(f"{path} was trained with method '{loaded.config.train.method}', which has no text "
+    """The text encoder and tokenizer of a checkpoint or export trained with text (tvdim, tvdim-nce, clip)."""
+    model = load_model(path, device)
+    if model.text_encoder is None or model.tokenizer is None:
+        raise CheckpointError(f"{path} was trained with method '{model.method}', which has no text "
                               "encoder; use a tvdim, tvdim-nce or clip checkpoint")
-    return loaded.method.text_encoder.eval(), loaded.tokenizer
+    return model.text_encoder.eval(), model.tokenizer
 
 
 @torch.no_grad()

@@ -1,4 +1,4 @@
-"""The ``tvdim`` command: pretrain, evaluate, demo, data, config."""
+"""The ``tvdim`` command: pretrain, evaluate, export, embed, demo, data, config."""
 from __future__ import annotations
 
 import argparse
@@ -52,6 +52,27 @@ def _evaluate(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    from .hub import export_checkpoint
+
+    out = export_checkpoint(args.checkpoint, args.out, overwrite=args.overwrite, results=args.results)
+    print(f"exported to {out} (load with tvdim.from_pretrained({str(out)!r}))")
+    return 0
+
+
+def _embed(args: argparse.Namespace) -> int:
+    from .embed import embed_to_file
+
+    cfg = load_config(None, args.overrides)
+    res = embed_to_file(args.model, args.data, args.out, text=args.text, kind=args.format, data_cfg=cfg.data,
+                        batch_size=args.batch_size, device=args.device, workers=args.workers,
+                        progress=not args.no_progress)
+    sk = res["skipped"]
+    print(f"embedded {res['n']} {res['what']} ({res['dim']} dims) -> {', '.join(res['files'])}; "
+          f"skipped {sk['bad']} unusable" + (f" (first: {'; '.join(sk['first_reasons'])})" if sk["bad"] else ""))
+    return 0
+
+
 def _demo(args: argparse.Namespace) -> int:
     from .demo import DEMO_METHODS, run_demo
 
@@ -89,6 +110,30 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default="cpu")
     s.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
     s.set_defaults(func=_evaluate)
+
+    s = sub.add_parser("export", help="write a checkpoint's encoders as safetensors + config.json + tokenizer + "
+                       "model card (load with tvdim.from_pretrained)")
+    s.add_argument("checkpoint", help="checkpoint written by tvdim pretrain")
+    s.add_argument("--out", required=True, help="export folder (refused when not empty, unless --overwrite)")
+    s.add_argument("--overwrite", action="store_true", help="replace the export files in a non-empty --out")
+    s.add_argument("--results", help="results.json for the model card (default: RUN/eval/ or RUN/results.json)")
+    s.set_defaults(func=_export)
+
+    s = sub.add_parser("embed", help="image (or --text caption) features of a folder, table, shards or text file")
+    s.add_argument("model", help="export folder (tvdim export) or checkpoint")
+    s.add_argument("data", help="image folder, .csv/.tsv/.jsonl table, shards (.tar, brace notation); with --text "
+                   "also a plain text file (one caption per line)")
+    s.add_argument("--out", required=True, help="FILE.npy (+ FILE.keys.txt) or FILE.parquet (needs pyarrow)")
+    s.add_argument("--text", action="store_true", help="embed captions with the text encoder instead of images")
+    s.add_argument("--format", default="auto", choices=("auto", "folder", "lines", "csv", "tsv", "jsonl", "wds"),
+                   help="what DATA is (default: guessed from the path)")
+    s.add_argument("--batch-size", type=int, default=256)
+    s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    s.add_argument("--workers", type=int, default=0, help="image-decoding processes")
+    s.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s.add_argument("overrides", nargs="*", help="data.* keys for the reader, e.g. data.root=images/ "
+                   "data.image_key=path data.caption_key=caption data.max_bad_fraction=0.2")
+    s.set_defaults(func=_embed)
 
     s = sub.add_parser("demo", help="random / amdim / clip / tvdim on the built-in data, with a report")
     s.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")

@@ -74,6 +74,8 @@ class TextConfig:
     dropout: float = 0.1
     pooling: str = "mean"  # mean | cls
     tokenizer_path: str = ""  # reuse a trained tokenizer.json instead of training one
+    pretrained: str = ""  # local Hugging Face model folder (needs tvdim[hf]); replaces the tower and tokenizer above
+    freeze: bool = False  # keep the pretrained tower's weights fixed (only the projection to n_rkhs trains)
 
 
 @dataclass

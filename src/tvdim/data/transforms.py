@@ -12,6 +12,7 @@ from ..errors import ConfigError
 
 MEAN = (0.485, 0.456, 0.406)
 STD = (0.229, 0.224, 0.225)
+EVAL_RESIZE = {32: 32, 64: 70, 128: 146}  # test transform: shorter side resized to this, then centre crop
 
 
 def _jitter(hue: float) -> list:
@@ -35,7 +36,7 @@ def train_transform(size: int) -> T.Compose:
 
 def eval_transform(size: int) -> T.Compose:
     """Deterministic test transform: resize (32 -> 32, 64 -> 70, 128 -> 146), centre crop, normalise."""
-    resize = {32: 32, 64: 70, 128: 146}.get(size)
+    resize = EVAL_RESIZE.get(size)
     if resize is None:
         raise ConfigError(f"no evaluation transform for image size {size}; use 32, 64 or 128")
     return T.Compose([T.Resize(resize, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(size), T.ToTensor(),

@@ -11,8 +11,10 @@ import torch
 from torch import nn
 
 from ..config import Config
+from ..errors import ConfigError
 from ..losses import classifier_loss
 from ..models.encoder import AmdimEncoder
+from ..models.hf_text import PretrainedTextEncoder
 from ..models.text import TextEncoder
 
 
@@ -24,6 +26,21 @@ class StepOutput:
     loss: torch.Tensor
     terms: dict[str, torch.Tensor] = field(default_factory=dict)
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
+
+
+def build_text_encoder(cfg: Config, vocab_size: int | None, method: str) -> TextEncoder | PretrainedTextEncoder:
+    """Our Transformer trained from scratch, or the local Hugging Face model of ``text.pretrained``."""
+    t = cfg.text
+    if t.freeze and not t.pretrained:
+        raise ConfigError("text.freeze=true needs text.pretrained (a local Hugging Face model folder to keep fixed)")
+    if t.pretrained:
+        enc = PretrainedTextEncoder.from_folder(t.pretrained, cfg.model.n_rkhs, t.pooling, t.freeze)
+        if enc.max_len and t.max_len > enc.max_len:
+            raise ConfigError(f"text.max_len={t.max_len} is more than the {enc.max_len} positions of {t.pretrained}")
+        return enc
+    if not vocab_size:
+        raise ValueError(f"method '{method}' uses text: give the tokenizer's vocab_size")
+    return TextEncoder(vocab_size, cfg.model.n_rkhs, t.max_len, t.dim, t.layers, t.heads, t.dropout, t.pooling)
 
 
 class Method(nn.Module):
@@ -43,13 +60,11 @@ class Method(nn.Module):
         m = cfg.model
         self.cfg = cfg
         self.image_encoder = AmdimEncoder(m.image_size, m.ndf, m.n_rkhs, m.n_depth, m.use_bn)
-        self.text_encoder: TextEncoder | None = None
+        self.text_encoder: TextEncoder | PretrainedTextEncoder | None = None
         if self.uses_text:
-            if not vocab_size:
-                raise ValueError(f"method '{self.name}' uses text: give the tokenizer's vocab_size")
-            t = cfg.text
-            self.text_encoder = TextEncoder(vocab_size, m.n_rkhs, t.max_len, t.dim, t.layers, t.heads, t.dropout,
-                                            t.pooling)
+            self.text_encoder = build_text_encoder(cfg, vocab_size, self.name)
+            if isinstance(self.text_encoder, PretrainedTextEncoder):
+                self.uses_all_parameters = False  # e.g. BERT's pooler: we pool the token states ourselves
         self.probes = nn.ModuleDict({task: nn.Linear(m.n_rkhs, n) for task, n in tasks.items()})
 
     def encoder_parameters(self) -> list[nn.Parameter]:

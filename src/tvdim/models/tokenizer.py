@@ -20,12 +20,19 @@ class CaptionTokenizer:
     up to a multiple of 8 (at most ``max_len``). Training is not bit-reproducible (the library breaks ties between
     equally frequent merges in hash-map order): a run saves its tokenizer (``tokenizer.json`` and inside every
     checkpoint), and ``text.tokenizer_path`` reuses one, as the demo does for all its methods.
+
+    Any ``tokenizers.Tokenizer`` can be wrapped, e.g. a Hugging Face model's (``text.pretrained``): ``pad_id`` /
+    ``pad_token`` default to the padding the tokenizer already carries (as saved by :meth:`to_json`), else ours.
     """
 
-    def __init__(self, tokenizer: Tokenizer, max_len: int = 32) -> None:
+    def __init__(self, tokenizer: Tokenizer, max_len: int = 32, pad_id: int | None = None,
+                 pad_token: str | None = None) -> None:
         self.tok, self.max_len = tokenizer, max_len
+        saved = tokenizer.padding or {}
+        self.pad_id = int(pad_id if pad_id is not None else saved.get("pad_id", PAD_ID))
+        pad_token = pad_token if pad_token is not None else saved.get("pad_token", "[PAD]")
         self.tok.enable_truncation(max_len)
-        self.tok.enable_padding(pad_id=PAD_ID, pad_token="[PAD]", pad_to_multiple_of=8)
+        self.tok.enable_padding(pad_id=self.pad_id, pad_token=pad_token, pad_to_multiple_of=8)
 
     @classmethod
     def train(cls, captions: Iterable[str], vocab_size: int = 2000, max_len: int = 32) -> "CaptionTokenizer":
@@ -72,4 +79,4 @@ class CaptionTokenizer:
     def __call__(self, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         enc = self.tok.encode_batch([c if c else "" for c in captions])
         ids = torch.tensor([e.ids for e in enc], dtype=torch.long)
-        return ids, ids != PAD_ID
+        return ids, torch.tensor([e.attention_mask for e in enc], dtype=torch.bool)

@@ -54,9 +54,14 @@ def source_tasks(source: Any, data: DataConfig | None = None) -> dict[str, list[
 
 def build_tokenizer(cfg: Config, dinfo: dist_utils.DistInfo, out_dir: Path,
                     saved: str | None = None) -> CaptionTokenizer:
-    """The checkpoint's tokenizer, a given tokenizer file, or one trained on the training captions (rank 0)."""
+    """The checkpoint's tokenizer, the pretrained text tower's, a given tokenizer file, or one trained on the
+    training captions (rank 0)."""
     if saved:
         return CaptionTokenizer.from_json(saved, cfg.text.max_len)
+    if cfg.text.pretrained:
+        from ..models.hf_text import hf_tokenizer
+
+        return hf_tokenizer(cfg.text.pretrained, cfg.text.max_len)
     if cfg.text.tokenizer_path:
         return CaptionTokenizer.from_file(cfg.text.tokenizer_path, cfg.text.max_len)
     path = out_dir / "tokenizer.json"
