@@ -20,7 +20,7 @@ from tvdim.train.trainer import pretrain
 TINY = ["model.ndf=8", "model.n_rkhs=32", "model.n_depth=1", "train.batch_size=8", "data.synth_train=48",
         "data.synth_test=24", "text.dim=32", "text.layers=1", "text.vocab_size=200", "train.progress=false",
         "eval.linear_epochs=1", "eval.mlp_epochs=1", "train.device=cpu", "train.steps=2",
-        "eval.logreg_cs=[0.01, 1.0]"]
+        "eval.logreg_cs=[0.01, 1.0]", "eval.few_shot=0"]
 
 
 @pytest.fixture(scope="module")
