@@ -137,7 +137,7 @@ class EvalConfig:
     # zero-shot classification: each class name goes through every template ("{}" = the name); see eval/zeroshot.py
     zeroshot_templates: tuple[str, ...] = ("{}", "a photo of a {}.", "an aerial photo of a {}.",
                                            "a satellite image of a {}.")
-    logreg_cs: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0)  # logistic probe C grid; () = off
+    logreg_cs: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)  # logistic probe C grid; () = off
     logreg_val_fraction: float = 0.2  # share of the probe-training data held out to choose C
 
 
