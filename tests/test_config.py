@@ -124,3 +124,22 @@ def test_to_plain_round_trip_and_replace():
     assert cfg.train.method == "clip"  # original untouched
     with pytest.raises(ConfigError):
         replace(cfg, train={"method": "nope"})
+
+
+def test_variable_length_tuple_keys():
+    cfg = load_config(overrides=['eval.zeroshot_templates=["{}", "a photo of a {}."]', "eval.logreg_cs=[0.1, 10]"])
+    assert cfg.eval.zeroshot_templates == ("{}", "a photo of a {}.") and cfg.eval.logreg_cs == (0.1, 10.0)
+    cfg = load_config(overrides=['eval.zeroshot_templates="an aerial photo of {}"', "eval.logreg_cs=[]"])
+    assert cfg.eval.zeroshot_templates == ("an aerial photo of {}",) and cfg.eval.logreg_cs == ()
+    assert from_dict(to_plain(cfg)).eval == cfg.eval  # survives a checkpoint's plain config
+
+
+@pytest.mark.parametrize("override, match", [
+    ('eval.zeroshot_templates=["a photo"]', "exactly one '{}'"),
+    ("eval.logreg_cs=[0.1, -1]", "logreg_cs"),
+    ("eval.logreg_cs={a: 1}", "cannot use"),
+    ("eval.logreg_val_fraction=1.0", "logreg_val_fraction"),
+])
+def test_bad_eval_lists_rejected(override, match):
+    with pytest.raises(ConfigError, match=match):
+        load_config(overrides=[override])

@@ -132,10 +132,15 @@ class EvalConfig:
     probe_batch: int = 256
     probe_lr: float = 1e-3
     knn_k: int = 20
-    retrieval_max: int = 1000  # retrieval is scored on at most this many held-out pairs
+    retrieval_max: int = 1000  # retrieval is scored on at most this many held-out images (all their captions)
     few_shot: int = 10  # linear probe on this many labelled images per class (0 = off)
     few_shot_draws: int = 5  # random draws of the labelled subset, averaged
     few_shot_epochs: int = 300  # full-batch Adam steps of the few-shot probe
+    # zero-shot classification: each class name goes through every template ("{}" = the name); see eval/zeroshot.py
+    zeroshot_templates: tuple[str, ...] = ("{}", "a photo of a {}.", "an aerial photo of a {}.",
+                                           "a satellite image of a {}.")
+    logreg_cs: tuple[float, ...] = (1e-3, 1e-2, 1e-1, 1.0, 10.0, 100.0, 1000.0)  # logistic probe C grid; () = off
+    logreg_val_fraction: float = 0.2  # share of the probe-training data held out to choose C
 
 
 @dataclass
@@ -177,9 +182,17 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
                 raise ValueError(value)
             return typ(value)
         if origin is tuple:
+            args = typ.__args__
+            if len(args) == 2 and args[1] is Ellipsis:  # variable length: a list, or one bare value
+                if isinstance(value, str) and value.strip().startswith("["):
+                    value = yaml.safe_load(value)
+                if isinstance(value, (str, int, float)):
+                    value = [value]
+                if not isinstance(value, (list, tuple)):
+                    raise ValueError(value)
+                return tuple(_coerce(v, args[0], where) for v in value)
             if isinstance(value, str):
                 value = yaml.safe_load(value)
-            args = typ.__args__
             return tuple(_coerce(v, a, where) for v, a in zip(value, args, strict=True))
     except (TypeError, ValueError) as exc:
         raise ConfigError(f"config key '{where}': cannot use {value!r} as {getattr(typ, '__name__', typ)}") from exc
@@ -237,6 +250,12 @@ def validate(cfg: Config) -> Config:
                           f"(got {cfg.loss.robust_memory}, {cfg.loss.robust_warmup}, {cfg.loss.robust_drop})")
     if not 0.0 <= cfg.data.paired_fraction <= 1.0:
         raise ConfigError(f"data.paired_fraction must be in [0, 1], got {cfg.data.paired_fraction}")
+    bad = [t for t in cfg.eval.zeroshot_templates if t.count("{}") != 1]
+    if bad:
+        raise ConfigError(f"eval.zeroshot_templates: each template needs exactly one '{{}}' for the class name, "
+                          f"got {bad[0]!r}")
+    if not 0.0 < cfg.eval.logreg_val_fraction < 1.0 or any(c <= 0 for c in cfg.eval.logreg_cs):
+        raise ConfigError("eval.logreg_val_fraction must be in (0, 1) and every eval.logreg_cs value > 0")
     return cfg
 
 

@@ -161,7 +161,7 @@ class Collator:
 
 
 class EvalDataset(Dataset):
-    """Map-style labelled evaluation data: ``(image tensor, labels dict, caption)`` with the test transform."""
+    """Map-style evaluation data: ``(image tensor, labels dict, list of captions)`` with the test transform."""
 
     def __init__(self, source: Any, image_size: int) -> None:
         self.source, self.tf = source, eval_transform(image_size)
@@ -173,4 +173,4 @@ class EvalDataset(Dataset):
         s = self.source[i]
         if isinstance(s, BadSample):
             return s
-        return self.tf(s.image), dict(s.labels), (s.captions[0] if s.captions else "")
+        return self.tf(s.image), dict(s.labels), list(s.captions)

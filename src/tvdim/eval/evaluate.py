@@ -7,13 +7,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..api import Loaded, embed_texts, load_method
+from ..api import Loaded, load_method
 from ..config import DataConfig, EvalConfig
 from ..data.sources import build_source
 from ..errors import DataError
-from .features import extract_features
+from . import logistic
+from .caption_retrieval import caption_retrieval
+from .features import FeatureSet, extract_features
 from .probes import accuracy, few_shot_accuracy, knn_accuracy, train_probe
-from .retrieval import retrieval_recall
+from .zeroshot import class_names, zeroshot_scores
 
 log = logging.getLogger("tvdim.eval")
 
@@ -33,16 +35,21 @@ def evaluate(checkpoint: str | Path | Loaded, data: DataConfig | None = None, ec
     ecfg = ecfg or cfg.eval
     size = cfg.model.image_size
     enc = loaded.method.image_encoder
-    sets = {}
-    for split in ("eval_train", "test"):
-        src = build_source(data, split, size)
-        sets[split] = extract_features(enc, src, size, ecfg.probe_batch, device, data.workers,
-                                       data.max_bad_fraction, split)
-    tr, te = sets["eval_train"], sets["test"]
+    has_text = loaded.method.text_encoder is not None and loaded.tokenizer is not None
+    text = (loaded.method.text_encoder, loaded.tokenizer) if has_text else None
+    te_src = build_source(data, "test", size)
+    te = extract_features(enc, te_src, size, ecfg.probe_batch, device, data.workers, data.max_bad_fraction, "test")
+    tr = None  # a test set without labels needs no probe-training split (retrieval only)
+    if any(int((y >= 0).sum()) > 0 for y in te.labels.values()):
+        tr = extract_features(enc, build_source(data, "eval_train", size), size, ecfg.probe_batch, device,
+                              data.workers, data.max_bad_fraction, "eval_train")
     results: dict[str, Any] = {"method": cfg.train.method, "checkpoint": str(loaded.path), "step": loaded.step,
-                               "n_train": len(tr), "n_test": len(te), "feature_dim": tr.feats.shape[1],
-                               "tasks": {}}
-    for task in sorted(set(tr.labels) & set(te.labels)):
+                               "n_train": len(tr) if tr is not None else 0, "n_test": len(te),
+                               "feature_dim": te.feats.shape[1], "tasks": {}}
+    use_logreg = bool(ecfg.logreg_cs) and tr is not None and logistic.sklearn_available()
+    if ecfg.logreg_cs and tr is not None and not use_logreg:
+        log.info("scikit-learn is not installed: skipping the logistic-regression probe (%s)", logistic.INSTALL_HINT)
+    for task in sorted(set(tr.labels) & set(te.labels)) if tr is not None else []:
         ytr, yte = tr.labels[task], te.labels[task]
         if int((ytr >= 0).sum()) == 0 or int((yte >= 0).sum()) == 0:
             continue
@@ -56,37 +63,81 @@ def evaluate(checkpoint: str | Path | Loaded, data: DataConfig | None = None, ec
             row[f"linear_{ecfg.few_shot}shot"] = few_shot_accuracy(
                 tr.feats, ytr, te.feats, yte, n_classes, ecfg.few_shot, ecfg.few_shot_draws, ecfg.few_shot_epochs,
                 ecfg.probe_lr, seed)
+        if use_logreg:
+            lr = logistic.logistic_probe(tr.feats, ytr, te.feats, yte, ecfg.logreg_cs, ecfg.logreg_val_fraction, seed)
+            row.update(logreg=lr["accuracy"], logreg_balanced=lr["balanced_accuracy"], logreg_C=lr["C"])
         results["tasks"][task] = row
-    if not results["tasks"]:
-        raise DataError("no label task is present in both the probe training set and the test set")
-    if loaded.method.text_encoder is not None and loaded.tokenizer is not None:
-        pairs = [i for i, c in enumerate(te.captions) if c.strip()][: ecfg.retrieval_max]
-        if len(pairs) >= 10:
-            txt = embed_texts(loaded.method.text_encoder, loaded.tokenizer, [te.captions[i] for i in pairs])
-            results["retrieval"] = {"n_pairs": len(pairs), **retrieval_recall(te.feats[pairs], txt.cpu())}
-    results["data_quality"] = {"eval_train": tr.skipped, "test": te.skipped}
+    if text is not None and ecfg.zeroshot_templates:
+        add_zeroshot(results["tasks"], text, te, class_names(te_src, data, "test"), ecfg.zeroshot_templates)
+    ret = caption_retrieval(*text, te.feats, te.all_captions, ecfg.retrieval_max) if text is not None else None
+    if ret is not None:
+        results["retrieval"] = ret
+    if not results["tasks"] and ret is None:
+        raise DataError(nothing_to_evaluate(cfg.train.method, te, has_text))
+    results["data_quality"] = {"eval_train": tr.skipped if tr is not None else {}, "test": te.skipped}
     results["seconds"] = round(time.perf_counter() - t0, 2)
     if out_dir is not None:
         write_results(results, Path(out_dir))
     return results
 
 
-def markdown_row(name: str, res: dict[str, Any], tasks: list[str]) -> str:
+def add_zeroshot(tasks: dict[str, dict[str, Any]], text: tuple[Any, Any], te: FeatureSet,
+                 names: dict[str, list[str]], templates: tuple[str, ...]) -> None:
+    """Zero-shot accuracy for every labelled test task the data names the classes of (added to ``tasks``)."""
+    for task, y in te.labels.items():
+        if task not in names or int((y >= 0).sum()) == 0:
+            continue
+        if int(y.max()) >= len(names[task]):
+            log.warning("zero-shot skipped for task %s: label %d but only %d class names", task, int(y.max()),
+                        len(names[task]))
+            continue
+        zs = zeroshot_scores(*text, te.feats, y, names[task], templates)
+        row = tasks.setdefault(task, {"n_classes": len(names[task])})
+        row.update(zeroshot=zs["accuracy"], zeroshot_balanced=zs["balanced_accuracy"])
+
+
+def nothing_to_evaluate(method: str, te: FeatureSet, has_text: bool) -> str:
+    """Why neither a probe nor retrieval could run, in one line."""
+    n_cap = sum(1 for caps in te.all_captions if caps)
+    labelled = any(int((y >= 0).sum()) > 0 for y in te.labels.values())
+    if not labelled and n_cap == 0:
+        return ("the test set has neither labels nor captions: nothing to evaluate (probes need labels, retrieval "
+                "needs captions)")
+    why = ["no label task is present in both the probe training set and the test set" if labelled
+           else "the test set has no labels"]
+    if n_cap == 0:
+        why.append("it has no captions for retrieval")
+    elif not has_text:
+        why.append(f"method '{method}' has no text encoder for retrieval (use a tvdim, tvdim-nce or clip checkpoint)")
+    else:
+        why.append(f"retrieval needs at least 10 captioned test images, found {n_cap}")
+    return "; ".join(why)
+
+
+# result key -> column title; the first three are always shown, the others when some row has them
+COLUMNS = {"linear": "linear", "mlp": "MLP", "knn": "kNN", "logreg": "logreg", "zeroshot": "zero-shot"}
+
+
+def markdown_row(name: str, res: dict[str, Any], tasks: list[str],
+                 kinds: tuple[str, ...] = ("linear", "mlp", "knn")) -> str:
     cells = [name]
     for t in tasks:
         r = res.get("tasks", {}).get(t, {})
-        cells += [f"{100 * r[k]:.1f}" if k in r else "-" for k in ("linear", "mlp", "knn")]
+        cells += [f"{100 * r[k]:.1f}" if r.get(k) is not None else "-" for k in kinds]
     ret = res.get("retrieval")
     cells += [f"{100 * ret['i2t_R@1']:.1f} / {100 * ret['t2i_R@1']:.1f}" if ret else "-"]
     return "| " + " | ".join(cells) + " |"
 
 
 def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
-    """One row per method: linear / MLP / k-NN accuracy (%) per task, retrieval R@1 (image->text / text->image)."""
+    """One row per method: linear / MLP / k-NN accuracy (%) per task (plus logreg and zero-shot when any row has
+    them), retrieval R@1 (image->text / text->image)."""
     tasks = sorted({t for r in rows.values() for t in r.get("tasks", {})})
-    head = ["method"] + [f"{t} {k}" for t in tasks for k in ("linear", "MLP", "kNN")] + ["R@1 i2t / t2i"]
+    present = {k for r in rows.values() for row in r.get("tasks", {}).values() for k in row}
+    kinds = tuple(k for i, k in enumerate(COLUMNS) if i < 3 or k in present)
+    head = ["method"] + [f"{t} {COLUMNS[k]}" for t in tasks for k in kinds] + ["R@1 i2t / t2i"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += [markdown_row(name, res, tasks) for name, res in rows.items()]
+    lines += [markdown_row(name, res, tasks, kinds) for name, res in rows.items()]
     return "\n".join(lines)
 
 

@@ -16,12 +16,14 @@ from ..models.encoder import AmdimEncoder
 
 @dataclass
 class FeatureSet:
-    """``feats``: ``[N, D]`` r1 features; ``labels``: task -> ``[N]`` (-1 unknown); ``captions``: N strings."""
+    """``feats``: ``[N, D]`` r1 features; ``labels``: task -> ``[N]`` (-1 unknown); ``captions``: N strings (each
+    image's first caption, '' when none); ``all_captions``: N lists (every caption of each image)."""
 
     feats: torch.Tensor
     labels: dict[str, torch.Tensor]
     captions: list[str]
     skipped: dict[str, Any] = field(default_factory=dict)
+    all_captions: list[list[str]] = field(default_factory=list)
 
     def __len__(self) -> int:
         return self.feats.shape[0]
@@ -55,10 +57,10 @@ def extract_features(encoder: AmdimEncoder, source: Any, image_size: int, batch_
         x = torch.stack([g[0] for g in good]).to(device).contiguous(memory_format=torch.channels_last)
         feats.append(encoder(x).r1.float().cpu())
         labels.extend(g[1] for g in good)
-        captions.extend(g[2] for g in good)
+        captions.extend(list(g[2]) for g in good)
     tracker.check(final=True)
     if not feats:
         raise DataError(f"no usable samples in the evaluation set {name or ''}".strip())
     tasks = sorted({t for lab in labels for t in lab})
     lab = {t: torch.tensor([d.get(t, -1) for d in labels]) for t in tasks}
-    return FeatureSet(torch.cat(feats), lab, captions, tracker.summary())
+    return FeatureSet(torch.cat(feats), lab, [c[0] if c else "" for c in captions], tracker.summary(), captions)

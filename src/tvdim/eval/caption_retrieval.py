@@ -1,0 +1,72 @@
+"""Image <-> text retrieval with several captions per image, counted the standard way (Karpathy / VSE++).
+
+* image -> text: one query per image; it is a hit at k when ANY of its own captions ranks within the top k of
+  all captions (its other captions never count against it).
+* text -> image: one query per caption; a hit at k when its image ranks within the top k of all images.
+
+Ties count against the query (pessimistic): a wrong candidate scoring exactly as high as the right one ranks
+above it, so a collapsed encoder (all features equal) scores the floor, not a perfect recall. With one caption
+per image this is ordinary pairwise retrieval.
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+
+@torch.no_grad()
+def multi_caption_recall(img: torch.Tensor, txt: torch.Tensor, owner: torch.Tensor,
+                         ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
+    """Recall@k and median rank for ``img [N, D]`` and ``txt [M, D]``; caption j describes image ``owner[j]``.
+
+    ``owner``: ``[M]`` long in ``[0, N)``, every image owning at least one caption.
+    Returns ``{"i2t_R@k", "t2i_R@k" (fractions), "i2t_medr", "t2i_medr" (1-based median rank)}``.
+    """
+    n, m = img.shape[0], txt.shape[0]
+    owner = owner.long()
+    if owner.shape != (m,) or m == 0 or int(owner.min()) < 0 or int(owner.max()) >= n:
+        raise ValueError(f"owner must be [M={m}] indices into {n} images")
+    if torch.bincount(owner, minlength=n).min() == 0:
+        raise ValueError("every image needs at least one caption")
+    s = F.normalize(img.float(), dim=1) @ F.normalize(txt.float(), dim=1).T  # [N, M] cosine
+    cols = torch.arange(m)
+    own = torch.zeros(n, m, dtype=torch.bool)
+    own[owner, cols] = True
+    best = s.masked_fill(~own, float("-inf")).max(1).values  # [N] best score among an image's own captions
+    i2t = ((s >= best.unsqueeze(1)) & ~own).sum(1)  # [N] 0-based: wrong captions at least as close
+    true = s[owner, cols]  # [M]
+    t2i = (s >= true.unsqueeze(0)).sum(0) - 1  # [M] 0-based: other images at least as close (minus itself)
+    out: dict[str, float] = {}
+    for name, rank in (("i2t", i2t), ("t2i", t2i)):
+        for k in ks:
+            out[f"{name}_R@{k}"] = (rank < k).float().mean().item()
+        out[f"{name}_medr"] = float((rank + 1).float().median().item())  # lower median, as floor(median)+1
+    return out
+
+
+def caption_retrieval(text_encoder: Any, tokenizer: Any, feats: torch.Tensor, captions: Sequence[Sequence[str]],
+                      max_images: int = 1000, min_images: int = 10) -> dict[str, Any] | None:
+    """Retrieval on the first ``max_images`` images that have a caption (``feats [N, D]``, ``captions``: N lists).
+
+    Embeds every caption of those images. Returns None when fewer than ``min_images`` images have a caption.
+    """
+    from ..api import embed_texts
+
+    keep = [i for i, caps in enumerate(captions) if any(c.strip() for c in caps)][:max_images]
+    if len(keep) < max(1, min_images):
+        return None
+    texts, owner = [], []
+    for row, i in enumerate(keep):
+        for c in captions[i]:
+            if c.strip():
+                texts.append(c)
+                owner.append(row)
+    txt = embed_texts(text_encoder, tokenizer, texts).float().cpu()
+    rec = multi_caption_recall(feats[keep], txt, torch.tensor(owner))
+    return {"n_images": len(keep), "n_pairs": len(texts), **rec}
+
+
+__all__ = ["multi_caption_recall", "caption_retrieval"]
