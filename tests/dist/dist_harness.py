@@ -24,17 +24,18 @@ TASKS = {"label": 3}
 
 
 def global_batch(seed: int = 0) -> dict[str, Any]:
-    """The same ``GLOBAL_BATCH`` rows on every process. One caption is missing in each half (so every rank of a
-    2-process run has the same number of captioned rows), and one label is unknown in each half."""
+    """The same ``GLOBAL_BATCH`` rows on every process. Two captions are missing in the first half and none in the
+    second, two labels are unknown in the first half and one in the second: the ranks of a 2-process run hold
+    different numbers of captioned / labelled rows, and the global mean must still come out."""
     g = torch.Generator().manual_seed(seed)
     n, t = GLOBAL_BATCH, 16
     lengths = torch.randint(2, t + 1, (n,), generator=g)
     mask = torch.arange(t).unsqueeze(0) < lengths.unsqueeze(1)
     ids = torch.randint(5, VOCAB, (n, t), generator=g) * mask
     has_text = torch.ones(n, dtype=torch.bool)
-    has_text[[1, n // 2 + 2]] = False
+    has_text[[1, 2]] = False
     labels = torch.randint(0, TASKS["label"], (n,), generator=g)
-    labels[[0, n // 2 + 3]] = -1
+    labels[[0, 3, n // 2 + 1]] = -1
     return {"x1": torch.randn(n, 3, 32, 32, generator=g), "x2": torch.randn(n, 3, 32, 32, generator=g),
             "ids": ids, "mask": mask, "has_text": has_text, "labels": {"label": labels}, "n": n}
 

@@ -5,6 +5,7 @@ from torch import nn
 
 from ..config import Config
 from ..losses import classifier_loss
+from ..train.distributed import global_mean_share
 from .base import Method, StepOutput
 
 
@@ -31,7 +32,7 @@ class SupervisedMethod(Method):
     def forward(self, batch: dict) -> StepOutput:
         r1 = self.image_encoder(batch["x1"]).r1
         y = batch["labels"][self.task]
-        loss = classifier_loss(self.head(r1.float()), y)
+        loss = global_mean_share(y >= 0) * classifier_loss(self.head(r1.float()), y)
         out = StepOutput(loss, {f"sup/{self.task}": loss.detach()})
         out.loss = loss + self.probe_step(r1, batch["labels"], out)
         out.terms["total"] = out.loss.detach()
