@@ -4,6 +4,7 @@ from __future__ import annotations
 from torch import nn
 
 from ..config import Config
+from ..errors import ConfigError, DataError
 from ..losses import classifier_loss
 from ..train.distributed import global_mean_share
 from .base import Method, StepOutput
@@ -22,10 +23,12 @@ class SupervisedMethod(Method):
     def __init__(self, cfg: Config, tasks: dict[str, int], vocab_size: int | None = None) -> None:
         super().__init__(cfg, tasks, vocab_size)
         if not tasks:
-            raise ValueError("method 'supervised' needs labelled training data (no label task found)")
+            raise DataError("method 'supervised' needs labelled training data, and this data has no label (set "
+                            "data.label_key for a table, a .cls file per sample for shards, or use a "
+                            "self-supervised method)")
         task = cfg.train.probe_task or next(iter(tasks))
         if task not in tasks:
-            raise ValueError(f"train.probe_task '{task}' is not a label of the data; labels: {', '.join(tasks)}")
+            raise ConfigError(f"train.probe_task '{task}' is not a label of the data; labels: {', '.join(tasks)}")
         self.task = task
         self.head = mlp_head(cfg.model.n_rkhs, tasks[task])
 
