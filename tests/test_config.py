@@ -69,7 +69,7 @@ def test_types_are_coerced():
 def test_tuple_betas_override():
     cfg = load_config(overrides=["optim.betas=[0.9,0.99]"])
     assert cfg.optim.betas == (0.9, 0.99) and isinstance(cfg.optim.betas, tuple)
-    assert load_config(overrides=["optim.betas=[0, 0]"]).optim.betas == (0.0, 0.0)  # ints coerced (1 is invalid for Adam)
+    assert load_config(overrides=["optim.betas=[0, 0]"]).optim.betas == (0.0, 0.0)  # ints coerced (1: not for Adam)
 
 
 @pytest.mark.parametrize("override,key,values", [

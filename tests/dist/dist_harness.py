@@ -75,6 +75,10 @@ def one_step(method: str, overrides: list[str] | tuple[str, ...], rank: int = 0,
         dist_utils.convert_global_bn(model_, "cpu")
         model = DDP(model_, find_unused_parameters=not model_.uses_all_parameters)
     model_.train()
+    for m in model_.modules():  # a stateful per-pair weighting (loss.robust): the same warm memory on every process
+        if hasattr(m, "remember"):
+            g = torch.Generator().manual_seed(1)
+            m.remember(torch.cat([torch.rand(48, generator=g) * 2, 4 + torch.rand(16, generator=g) * 4]))
     real = contrastive.random_locations
     contrastive.random_locations = _fixed_locations
     try:

@@ -33,6 +33,8 @@ CASES: list[tuple[str, list[str]]] = [
     ("tvdim", ["loss.hinge=max"]),
     ("tvdim", ["loss.hinge=logistic"]),
     ("tvdim-nce", ["loss.chunk_size=3"]),
+    ("tvdim", ["loss.robust=gmm", "loss.robust_warmup=0"]),  # per-pair weights from the gathered global batch
+    ("tvdim-nce", ["loss.robust=small-loss", "loss.robust_warmup=0", "loss.robust_drop=0.25"]),
 ]
 HERE = Path(__file__).parent
 
