@@ -55,7 +55,7 @@ def main() -> None:
                                                    f"train.out_dir={out}/run-{name}"])
         src = build_source(cfg.data, "train", 32)
         t0 = time.perf_counter()
-        res = pretrain(cfg)
+        res = pretrain(cfg, overwrite=True)
         ev = evaluate(res.checkpoint)
         rows[name] = {"train_samples": len(src), "probe_train": ev["n_train"], "test": ev["n_test"],
                       "linear": ev["tasks"]["label"]["linear"], "knn": ev["tasks"]["label"]["knn"],

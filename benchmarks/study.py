@@ -117,8 +117,12 @@ def run(args: argparse.Namespace) -> None:
             cfg = load_config(config_file, base + over + [f"train.method={method}", f"train.seed={seed}",
                                                           f"train.out_dir={run_dir}", f"train.probe_task={args.task}"])
             t0 = time.perf_counter()
-            res = pretrain(cfg)
+            res = pretrain(cfg, overwrite=True)  # a run missing from results.jsonl is redone from the start
             t1 = time.perf_counter()
+            if res.stopped_early:  # a stop signal: record nothing for the unfinished run; rerun to redo it
+                print(f"[{args.experiment}] {label} seed {seed}: stopped by a signal at step {res.step}; not "
+                      "recorded. Run the same command again to continue the study.", flush=True)
+                return
             record: dict[str, Any] = {
                 "experiment": args.experiment, "dataset": args.dataset, "task": args.task, "label": label, "method": method, "seed": seed, "overrides": over,
                 "eval": evaluate(res.checkpoint, device=ev_device, seed=seed), "pretrain_s": round(t1 - t0, 1),

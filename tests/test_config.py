@@ -69,7 +69,7 @@ def test_types_are_coerced():
 def test_tuple_betas_override():
     cfg = load_config(overrides=["optim.betas=[0.9,0.99]"])
     assert cfg.optim.betas == (0.9, 0.99) and isinstance(cfg.optim.betas, tuple)
-    assert load_config(overrides=["optim.betas=[1, 0]"]).optim.betas == (1.0, 0.0)
+    assert load_config(overrides=["optim.betas=[0, 0]"]).optim.betas == (0.0, 0.0)  # ints coerced (1: not for Adam)
 
 
 @pytest.mark.parametrize("override,key,values", [
@@ -143,3 +143,36 @@ def test_variable_length_tuple_keys():
 def test_bad_eval_lists_rejected(override, match):
     with pytest.raises(ConfigError, match=match):
         load_config(overrides=[override])
+
+
+@pytest.mark.parametrize("override,key", [
+    ("train.ckpt_every=0", "train.ckpt_every"), ("train.log_every=0", "train.log_every"),
+    ("data.workers=-1", "data.workers"), ("model.ndf=0", "model.ndf"), ("model.n_rkhs=0", "model.n_rkhs"),
+    ("model.n_depth=0", "model.n_depth"), ("optim.lr=nan", "optim.lr"), ("optim.lr=inf", "optim.lr"),
+    ("optim.lr=-1", "optim.lr"), ("optim.lr=.nan", "optim.lr"), ("optim.probe_lr=-0.1", "optim.probe_lr"),
+    ("optim.betas=[0.9,1.5]", "optim.betas"), ("optim.weight_decay=-1", "optim.weight_decay"),
+    ("optim.warmup_steps=-5", "optim.warmup_steps"), ("optim.decay_at=2", "optim.decay_at"),
+    ("data.max_bad_fraction=2", "data.max_bad_fraction"), ("data.max_bad_fraction=-0.1", "data.max_bad_fraction"),
+    ("data.caption_noise=1.5", "data.caption_noise"), ("loss.temperature=0", "loss.temperature"),
+    ("loss.margin=nan", "loss.margin"), ("loss.lam=-1", "loss.lam"), ("loss.chunk_size=-1", "loss.chunk_size"),
+    ("text.max_len=1", "text.max_len"), ("text.dropout=1", "text.dropout"), ("text.heads=0", "text.heads"),
+    ("eval.knn_k=0", "eval.knn_k"), ("eval.probe_batch=0", "eval.probe_batch"),
+])
+def test_out_of_range_values_name_the_key(override, key):
+    """Values that would crash later (ZeroDivisionError, invalid DataLoader) or poison training (NaN lr)."""
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=[override])
+    assert key in str(info.value)
+
+
+def test_text_dim_must_split_into_heads():
+    with pytest.raises(ConfigError, match=r"text.dim.*text.heads"):
+        load_config(overrides=["text.dim=30", "text.heads=4"])
+    assert load_config(overrides=["text.dim=32", "text.heads=4"]).text.dim == 32
+
+
+def test_boundary_values_accepted():
+    cfg = load_config(overrides=["train.log_every=1", "train.ckpt_every=1", "data.workers=0", "optim.lr=0",
+                                 "data.max_bad_fraction=1", "data.max_bad_fraction=0", "optim.warmup_steps=0",
+                                 "text.dropout=0", "loss.margin=0", "model.n_depth=1"])
+    assert cfg.optim.lr == 0 and cfg.data.max_bad_fraction == 0

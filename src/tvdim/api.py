@@ -16,7 +16,7 @@ from .methods import Method, build_method
 from .models.encoder import AmdimEncoder
 from .models.text import TextEncoder
 from .models.tokenizer import CaptionTokenizer
-from .train.checkpoint import load_checkpoint
+from .train.checkpoint import FOR_MODEL, load_checkpoint, nonfinite_tensors
 
 if TYPE_CHECKING:
     from .hub import TvdimModel
@@ -37,7 +37,11 @@ class Loaded:
 
 def load_method(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
     """Rebuild the method of a checkpoint and load its weights (``weights_only``: nothing in it is executed)."""
-    state = load_checkpoint(path)
+    state = load_checkpoint(path, FOR_MODEL)
+    bad = nonfinite_tensors(state["model"])
+    if bad:
+        raise CheckpointError(f"{path}: {len(bad)} of {len(state['model'])} weight tensors hold NaN or infinite "
+                              f"values (e.g. {', '.join(bad[:3])}); training diverged before this checkpoint")
     cfg = from_dict(state["config"])
     tasks: dict[str, Any] = state.get("tasks") or {}
     tok = CaptionTokenizer.from_json(state["tokenizer"], cfg.text.max_len) if state.get("tokenizer") else None

@@ -5,6 +5,8 @@ import argparse
 import json
 import logging
 import sys
+import traceback
+from pathlib import Path
 from typing import Any
 
 import yaml
@@ -16,6 +18,7 @@ OVERRIDE_HELP = "config overrides as section.key=value, e.g. train.steps=100 mod
 
 
 def _pretrain(args: argparse.Namespace) -> int:
+    from .train.checkpoint import load_checkpoint, resolve_resume
     from .train.trainer import pretrain
 
     extra = list(args.overrides)
@@ -24,7 +27,11 @@ def _pretrain(args: argparse.Namespace) -> int:
     if args.out:
         extra.append(f"train.out_dir={args.out}")
     cfg = load_config(args.config, extra)
-    res = pretrain(cfg, resume=args.resume)
+    ckpt = resolve_resume(args.resume, cfg.train.out_dir)
+    if ckpt is not None:  # continue the saved config: only what this command line sets may change
+        saved = load_checkpoint(ckpt, ("config",), mmap=True)["config"]
+        cfg = load_config(args.config, extra, base=saved)
+    res = pretrain(cfg, resume=args.resume, overwrite=args.overwrite)
     print(f"{'stopped' if res.stopped_early else 'finished'} at step {res.step}; checkpoint: {res.checkpoint}")
     return 0
 
@@ -43,6 +50,8 @@ def _evaluate(args: argparse.Namespace) -> int:
     from .api import load_method
     from .eval.evaluate import evaluate, markdown_table
 
+    if args.out:  # an unwritable --out fails now, not after the evaluation
+        Path(args.out).mkdir(parents=True, exist_ok=True)
     loaded = load_method(args.checkpoint, args.device)  # read once
     cfg = _eval_config(args, loaded.config)
     res = evaluate(loaded, cfg.data, cfg.eval, args.out, device=args.device)
@@ -77,8 +86,8 @@ def _demo(args: argparse.Namespace) -> int:
     from .demo import DEMO_METHODS, run_demo
 
     methods = tuple(args.methods.split(",")) if args.methods else DEMO_METHODS
-    run_demo(args.out, args.overrides, methods)
-    return 0
+    results = run_demo(args.out, args.overrides, methods, resume=args.resume)
+    return 0 if results is not None else 1  # 1: stopped by a signal, nothing reported
 
 
 def _config(args: argparse.Namespace) -> int:
@@ -99,7 +108,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--config", help="YAML config file")
     s.add_argument("--method", help="shortcut for train.method=...")
     s.add_argument("--out", help="shortcut for train.out_dir=...")
-    s.add_argument("--resume", help="'latest' (the run folder's last checkpoint) or a checkpoint path")
+    s.add_argument("--resume", help="'latest' (the run folder's last checkpoint) or a checkpoint path; the "
+                   "saved config is used, with the --config file and overrides given here on top")
+    s.add_argument("--overwrite", action="store_true",
+                   help="start again in a run folder that holds a run (its checkpoints and logs are deleted)")
     s.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
     s.set_defaults(func=_pretrain)
 
@@ -138,6 +150,8 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("demo", help="random / amdim / clip / tvdim on the built-in data, with a report")
     s.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     s.add_argument("--methods", help="comma-separated subset, e.g. amdim,tvdim")
+    s.add_argument("--resume", action="store_true",
+                   help="continue a demo stopped by a signal (finished runs are kept, not retrained)")
     s.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
     s.set_defaults(func=_demo)
 
@@ -165,6 +179,12 @@ def main(argv: list[str] | None = None) -> int:
         code: Any = args.func(args)
     except TvdimError as exc:
         print(f"tvdim: error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:  # unwritable or non-directory output, full disk, ...: the file and the reason
+        if args.verbose:
+            traceback.print_exc()
+        where = f": {exc.filename}" if exc.filename else ""
+        print(f"tvdim: error: {exc.strerror or exc}{where}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("tvdim: interrupted", file=sys.stderr)

@@ -256,7 +256,50 @@ def validate(cfg: Config) -> Config:
                           f"got {bad[0]!r}")
     if not 0.0 < cfg.eval.logreg_val_fraction < 1.0 or any(c <= 0 for c in cfg.eval.logreg_cs):
         raise ConfigError("eval.logreg_val_fraction must be in (0, 1) and every eval.logreg_cs value > 0")
+    _check_ranges(cfg)
     return cfg
+
+
+# Numeric limits (a value outside them crashes later or poisons training). Every float must also be finite.
+_AT_LEAST_1 = ("model.ndf", "model.n_rkhs", "model.n_depth", "text.vocab_size", "text.heads", "text.dim",
+               "train.log_every", "train.ckpt_every", "data.max_image_pixels", "eval.probe_batch", "eval.knn_k")
+_AT_LEAST_0 = ("data.workers", "data.num_samples", "data.shuffle_buffer", "text.layers", "loss.chunk_size",
+               "loss.lam", "loss.nce_reg", "optim.lr", "optim.probe_lr", "optim.weight_decay", "optim.warmup_steps",
+               "optim.decay_factor", "optim.text_grad_clip", "eval.linear_epochs", "eval.mlp_epochs",
+               "eval.probe_lr", "eval.retrieval_max", "data.synth_train", "data.synth_test", "data.synth_objects")
+_ABOVE_0 = ("optim.eps", "loss.temperature", "loss.nce_tclip", "loss.gamma")
+_FRACTION = ("data.max_bad_fraction", "data.caption_noise", "data.synth_swap", "data.synth_corrupt",
+             "data.synth_distract", "optim.decay_at")
+
+
+def _check_ranges(cfg: Config) -> None:
+    import math
+
+    for section in fields(cfg):
+        for f in fields(getattr(cfg, section.name)):
+            value = getattr(getattr(cfg, section.name), f.name)
+            for v in value if isinstance(value, tuple) else (value,):
+                if isinstance(v, float) and not math.isfinite(v):
+                    raise ConfigError(f"config key '{section.name}.{f.name}' must be a finite number, got {value}")
+
+    def get(key: str) -> Any:
+        section, name = key.split(".")
+        return getattr(getattr(cfg, section), name)
+
+    for keys, ok, need in ((_AT_LEAST_1, lambda v: v >= 1, ">= 1"), (_AT_LEAST_0, lambda v: v >= 0, ">= 0"),
+                           (_ABOVE_0, lambda v: v > 0, "> 0"), (_FRACTION, lambda v: 0 <= v <= 1, "in [0, 1]")):
+        for key in keys:
+            if not ok(get(key)):
+                raise ConfigError(f"config key '{key}' must be {need}, got {get(key)}")
+    if not all(0 <= b < 1 for b in cfg.optim.betas):
+        raise ConfigError(f"config key 'optim.betas' must be two numbers in [0, 1), got {list(cfg.optim.betas)}")
+    if not 0 <= cfg.text.dropout < 1:
+        raise ConfigError(f"config key 'text.dropout' must be in [0, 1), got {cfg.text.dropout}")
+    if cfg.text.max_len < 2:
+        raise ConfigError(f"config key 'text.max_len' must be >= 2 ([CLS] and [SEP]), got {cfg.text.max_len}")
+    if cfg.text.dim % cfg.text.heads:
+        raise ConfigError(f"config key 'text.dim' ({cfg.text.dim}) must be divisible by text.heads "
+                          f"({cfg.text.heads})")
 
 
 def merge(cfg: Config, data: dict[str, Any]) -> Config:

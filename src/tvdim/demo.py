@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from importlib import resources
 from pathlib import Path
@@ -24,14 +25,23 @@ def demo_config_path() -> Path:
 
 
 def run_demo(out_dir: str | Path = "runs/demo", overrides: list[str] | None = None,
-             methods: tuple[str, ...] = DEMO_METHODS) -> dict[str, Any]:
-    """Run every method on the same data and settings; write results.json, report.md and plots in ``out_dir``."""
+             methods: tuple[str, ...] = DEMO_METHODS, resume: bool = False) -> dict[str, Any] | None:
+    """Run every method on the same data and settings; write results.json, report.md and plots in ``out_dir``.
+
+    Each method's run folder is started afresh (``resume=False``) or continued (``resume=True``: finished runs
+    are kept, a run cut off by a stop signal goes on). A stop signal (SIGTERM / SIGUSR1) stops the demo after the
+    interrupted run's checkpoint: nothing is evaluated or reported, the command to continue is printed, and the
+    function returns ``None``.
+    """
     out = Path(out_dir)
     base: Config = load_config(demo_config_path(), overrides)
     out.mkdir(parents=True, exist_ok=True)
+    for name in ("results.json", "report.md"):  # a previous demo's results must not pass for this one's
+        (out / name).unlink(missing_ok=True)
     if not base.text.tokenizer_path:  # one tokenizer for every text method, so they compare on equal terms
         tok_path = out / "tokenizer.json"
-        CaptionTokenizer.train(caption_corpus(base.data), base.text.vocab_size, base.text.max_len).save(tok_path)
+        if not (resume and tok_path.is_file()):  # a resumed run keeps the tokenizer it was trained with
+            CaptionTokenizer.train(caption_corpus(base.data), base.text.vocab_size, base.text.max_len).save(tok_path)
         base = replace(base, text={"tokenizer_path": str(tok_path)})
     results: dict[str, Any] = {}
     run_dirs: dict[str, Path] = {}
@@ -39,8 +49,14 @@ def run_demo(out_dir: str | Path = "runs/demo", overrides: list[str] | None = No
     for m in methods:
         cfg = replace(base, train={"method": m, "out_dir": str(out / "runs" / m)})
         t0 = time.perf_counter()
-        res = pretrain(cfg)
+        res = pretrain(cfg, resume="latest" if resume else None, overwrite=not resume)
         t1 = time.perf_counter()
+        if res.stopped_early:
+            again = " ".join(["tvdim demo --out", str(out), "--resume", "--methods", ",".join(methods),
+                              *(overrides or [])])
+            print(f"tvdim: demo stopped by a signal while pretraining {m} (step {res.step} of {cfg.train.steps}); "
+                  f"no results are reported for unfinished runs. Continue with:\n  {again}", file=sys.stderr)
+            return None
         results[m] = evaluate(res.checkpoint, out_dir=out / "runs" / m / "eval")
         results[m]["pretrain_seconds"] = round(t1 - t0, 1)
         run_dirs[m] = res.out_dir
@@ -49,7 +65,8 @@ def run_demo(out_dir: str | Path = "runs/demo", overrides: list[str] | None = No
     (out / "config.json").write_text(json.dumps(to_plain(base), indent=2))
     total = time.perf_counter() - t_all
     notes = (f"Built-in synthetic data (shapes with colours; captions name them). {base.train.steps} steps of batch "
-             f"{base.train.batch_size} at {base.model.image_size} px per method; total wall time {total:.0f} s.")
+             f"{base.train.batch_size} at {base.model.image_size} px per method; total wall time {total:.0f} s"
+             f"{' (this invocation; it resumed earlier runs)' if resume else ''}.")
     report = write_report(out, results, run_dirs, "tvdim demo", notes)
     print(markdown_table(results))
     print(f"\nreport: {report}\nresults: {out / 'results.json'}")

@@ -87,3 +87,12 @@ def test_saved_tokenizer_reproduces_ids(tmp_path):
     again = CaptionTokenizer.from_file(tmp_path / "tok.json")
     assert torch.equal(tok(corpus[:8])[0], again(corpus[:8])[0])
     assert (tok(corpus[:8])[0][:, 0] == 2).all()  # [CLS]
+
+
+@pytest.mark.parametrize("max_len", [5, 12])
+def test_padding_never_exceeds_max_len(max_len):
+    """Padding goes to a multiple of 8 but stops at max_len (text.max_len=12 crashed the text encoder with 16)."""
+    t = CaptionTokenizer.train(CORPUS, vocab_size=400, max_len=max_len)
+    ids, mask = t(CORPUS[:5])
+    assert ids.shape[1] <= max_len and mask.shape == ids.shape
+    assert bool((ids[:, 0] == CLS_ID).all())

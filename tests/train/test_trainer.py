@@ -10,7 +10,7 @@ import torch
 
 import tvdim.train.trainer as trainer
 from tvdim.config import load_config
-from tvdim.errors import DataError, NonFiniteLossError
+from tvdim.errors import ConfigError, DataError, NonFiniteLossError
 from tvdim.train.checkpoint import load_checkpoint
 from tvdim.train.runlog import read_jsonl
 
@@ -174,3 +174,131 @@ def test_bf16_autocast_on_cpu_trains(tmp_path):
     rec = [r for r in read_jsonl(tmp_path / "metrics.jsonl") if "loss/total" in r][-1]
     assert res.step == 2 and rec["loss/total"] == rec["loss/total"]  # not NaN
     assert load_checkpoint(res.checkpoint)["precision"] == "bf16"
+
+
+def _poison_after_step(monkeypatch, at_step, name):
+    """After optimizer step ``at_step``, write NaN into the tensor ``name`` of the method's state dict."""
+    real_build, real_opt = trainer.build_method, trainer.build_optimizer
+    built = {}
+
+    def build(*a, **k):
+        built["m"] = real_build(*a, **k)
+        return built["m"]
+
+    def build_opt(*a, **k):
+        opt, calls = real_opt(*a, **k), [0]
+
+        def hook(o, args, kwargs):
+            calls[0] += 1
+            if calls[0] == at_step:
+                with torch.no_grad():
+                    built["m"].state_dict()[name].fill_(float("nan"))
+
+        opt.register_step_post_hook(hook)
+        return opt
+
+    monkeypatch.setattr(trainer, "build_method", build)
+    monkeypatch.setattr(trainer, "build_optimizer", build_opt)
+
+
+@pytest.mark.parametrize("name", ["probes.shape.weight",  # the next loss is NaN
+                                  "image_encoder.rkhs5.bn_out.running_var"])  # the loss stays finite
+def test_nonfinite_weights_are_never_checkpointed(tmp_path, monkeypatch, name):
+    _poison_after_step(monkeypatch, 2, name)
+    out = tmp_path / "nanw"
+    with pytest.raises(NonFiniteLossError, match=r"step 2.*last good checkpoint is kept: .*last\.pt"):
+        trainer.pretrain(tiny_cfg("amdim", out, "train.steps=4", "train.ckpt_every=1"))
+    state = load_checkpoint(out / "checkpoints" / "last.pt")
+    assert state["step"] == 1
+    assert all(torch.isfinite(v).all() for v in state["model"].values() if v.is_floating_point())
+
+
+def test_stop_reason_goes_to_train_log_and_metrics(tmp_path, monkeypatch):
+    def hook(i, out):
+        if i == 2:
+            out.loss = out.loss * float("nan")
+        return out
+
+    _patch_forward(monkeypatch, hook)
+    out = tmp_path / "why"
+    with pytest.raises(NonFiniteLossError):
+        trainer.pretrain(tiny_cfg("amdim", out, "train.steps=4", "train.log_every=1"))
+    last = read_jsonl(out / "metrics.jsonl")[-1]
+    assert last["stopped"] == "NonFiniteLossError" and "step 2" in last["reason"] and last["step"] == 1
+    assert "loss became nan at step 2" in (out / "train.log").read_text()
+
+    monkeypatch.setattr(trainer, "build_source", lambda *a, **k: [])
+    with pytest.raises(DataError):
+        trainer.pretrain(tiny_cfg("amdim", tmp_path / "empty", "train.steps=2"))
+    last = read_jsonl(tmp_path / "empty" / "metrics.jsonl")[-1]
+    assert last["stopped"] == "DataError" and "empty" in last["reason"]
+    assert "empty" in (tmp_path / "empty" / "train.log").read_text()
+
+
+def test_clean_run_writes_train_log_and_strict_json(tmp_path):
+    import json
+
+    res = trainer.pretrain(tiny_cfg("amdim", tmp_path / "a", "train.steps=2", "train.log_every=1"))
+    text = (tmp_path / "a" / "train.log").read_text()
+    assert "starting" in text and "step 2/2" in text and f"finished at step 2; checkpoint: {res.checkpoint}" in text
+    for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines():
+        json.loads(line, parse_constant=lambda c: pytest.fail(f"non-JSON constant {c} in metrics.jsonl"))
+    trainer.pretrain(tiny_cfg("amdim", tmp_path / "b", "train.steps=1"))
+    assert str(tmp_path / "b") not in (tmp_path / "a" / "train.log").read_text()  # each run logs to its own file
+
+
+def test_existing_run_folder_is_not_overwritten_silently(tmp_path):
+    out = tmp_path / "run"
+    trainer.pretrain(tiny_cfg("amdim", out, "train.steps=3", "train.log_every=1"))
+    before = hashlib.sha256((out / "checkpoints" / "last.pt").read_bytes()).hexdigest()
+    with pytest.raises(ConfigError, match=r"already holds a run.*--resume latest.*--overwrite"):
+        trainer.pretrain(tiny_cfg("amdim", out, "train.steps=2"))
+    assert hashlib.sha256((out / "checkpoints" / "last.pt").read_bytes()).hexdigest() == before
+    res = trainer.pretrain(tiny_cfg("amdim", out, "train.steps=2", "train.log_every=1"), overwrite=True)
+    assert res.step == 2 and load_checkpoint(res.checkpoint)["step"] == 2
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl") if "loss/total" in r] == [1, 2]
+    assert "step 3/3" not in (out / "train.log").read_text()
+
+
+@pytest.mark.parametrize("change,keys", [(["model.ndf=16"], ["model.ndf"]),
+                                         (["train.method=tvdim"], ["train.method"]),
+                                         (["loss.nce_reg=0.1", "train.batch_size=4"], ["loss.nce_reg",
+                                                                                       "train.batch_size"])])
+def test_resume_refuses_changed_method_or_model(tmp_path, change, keys):
+    out = tmp_path / "r"
+    trainer.pretrain(tiny_cfg("amdim", out, "train.steps=1"))
+    before = (out / "config.json").read_text()
+    with pytest.raises(ConfigError) as info:
+        trainer.pretrain(load_config(overrides=TINY + ["train.method=amdim", f"train.out_dir={out}",
+                                                       "train.steps=2", *change]), resume="latest")
+    assert all(k in str(info.value) for k in keys) and "train.steps" not in str(info.value)
+    assert (out / "config.json").read_text() == before
+    assert load_checkpoint(out / "checkpoints" / "last.pt")["step"] == 1
+
+
+def test_resume_applies_and_logs_harmless_changes(tmp_path):
+    out = tmp_path / "h"
+    trainer.pretrain(tiny_cfg("amdim", out, "train.steps=1"))
+    res = trainer.pretrain(tiny_cfg("amdim", out, "train.steps=3", "train.log_every=1", "eval.knn_k=5",
+                                    "data.root=moved/"), resume="latest")
+    assert res.step == 3
+    state = load_checkpoint(res.checkpoint)
+    assert state["config"]["train"]["log_every"] == 1 and state["config"]["data"]["root"] == "moved/"
+    log_text = (out / "train.log").read_text()
+    assert "train.steps changed from 1 to 3" in log_text and "data.root changed from '' to 'moved/'" in log_text
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl") if "loss/total" in r] == [1, 2, 3]
+
+
+def test_resume_drops_records_after_checkpoint_and_stale_temp_files(tmp_path):
+    """A run killed after its step-2 checkpoint logged steps 3-4 (the last line cut) and left a .tmp behind."""
+    import json
+
+    out = tmp_path / "k"
+    trainer.pretrain(tiny_cfg("amdim", out, "train.steps=2", "train.log_every=1"))
+    with (out / "metrics.jsonl").open("a") as f:
+        f.write(json.dumps({"step": 3, "loss/total": 1.0}) + "\n" + '{"step": 4, "loss/to')
+    (out / "checkpoints" / "last.pt.tmp").write_bytes(b"PK\x03")
+    trainer.pretrain(tiny_cfg("amdim", out, "train.steps=4", "train.log_every=1"), resume="latest")
+    assert [r["step"] for r in read_jsonl(out / "metrics.jsonl") if "loss/total" in r] == [1, 2, 3, 4]
+    assert not (out / "checkpoints" / "last.pt.tmp").exists()
+    assert "last.pt.tmp" in (out / "train.log").read_text()

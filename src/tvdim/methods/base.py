@@ -16,6 +16,7 @@ from ..losses import classifier_loss
 from ..models.encoder import AmdimEncoder
 from ..models.hf_text import PretrainedTextEncoder
 from ..models.text import TextEncoder
+from ..train.distributed import global_mean_share
 
 
 @dataclass
@@ -80,9 +81,9 @@ class Method(nn.Module):
             if y is None:
                 continue
             logits = head(feats.detach().float())
-            loss = classifier_loss(logits, y)
-            total = total + loss
             known = y >= 0
+            loss = global_mean_share(known) * classifier_loss(logits, y)  # ranks may know different label counts
+            total = total + loss
             if bool(known.any()):
                 out.metrics[f"probe_acc/{task}"] = (logits[known].argmax(1) == y[known]).float().mean().detach()
             out.terms[f"probe/{task}"] = loss.detach()

@@ -12,7 +12,7 @@ import torch
 from ..config import Config
 from ..losses import amdim_nce, info_nce_rows, random_locations, ranking_loss_rows, weighted_row_mean
 from ..losses.scores import global_local_scores
-from ..train.distributed import current, gather_no_grad, gather_with_grad
+from ..train.distributed import current, gather_no_grad, gather_with_grad, global_mean_share
 from .base import Method, StepOutput
 from .pair_weights import PairWeighting
 
@@ -93,9 +93,10 @@ class ContrastiveMethod(Method):
                 s_i_tok = global_local_scores(r1[v], tok_all, mask_all)  # image global vs text tokens [B, N]
                 local.append(self._inter_rows(s_i_tok, s_t_img, offset, valid_all))
         weights = self._pair_weights(glob, valid_all, offset)
-        terms = {f"inter_{self.inter}": sum(weighted_row_mean(r, weights, valid) for r in glob) / 2}
+        share = global_mean_share(valid, valid_all)  # ranks may hold different numbers of captioned rows
+        terms = {f"inter_{self.inter}": share * sum(weighted_row_mean(r, weights, valid) for r in glob) / 2}
         if local:
-            terms[f"inter_{self.inter}_local"] = sum(weighted_row_mean(r, weights, valid) for r in local) / 2
+            terms[f"inter_{self.inter}_local"] = share * sum(weighted_row_mean(r, weights, valid) for r in local) / 2
         return terms
 
     # --- step -------------------------------------------------------------------------------------------------

@@ -4,7 +4,9 @@ from __future__ import annotations
 from torch import nn
 
 from ..config import Config
+from ..errors import ConfigError, DataError
 from ..losses import classifier_loss
+from ..train.distributed import global_mean_share
 from .base import Method, StepOutput
 
 
@@ -21,17 +23,19 @@ class SupervisedMethod(Method):
     def __init__(self, cfg: Config, tasks: dict[str, int], vocab_size: int | None = None) -> None:
         super().__init__(cfg, tasks, vocab_size)
         if not tasks:
-            raise ValueError("method 'supervised' needs labelled training data (no label task found)")
+            raise DataError("method 'supervised' needs labelled training data, and this data has no label (set "
+                            "data.label_key for a table, a .cls file per sample for shards, or use a "
+                            "self-supervised method)")
         task = cfg.train.probe_task or next(iter(tasks))
         if task not in tasks:
-            raise ValueError(f"train.probe_task '{task}' is not a label of the data; labels: {', '.join(tasks)}")
+            raise ConfigError(f"train.probe_task '{task}' is not a label of the data; labels: {', '.join(tasks)}")
         self.task = task
         self.head = mlp_head(cfg.model.n_rkhs, tasks[task])
 
     def forward(self, batch: dict) -> StepOutput:
         r1 = self.image_encoder(batch["x1"]).r1
         y = batch["labels"][self.task]
-        loss = classifier_loss(self.head(r1.float()), y)
+        loss = global_mean_share(y >= 0) * classifier_loss(self.head(r1.float()), y)
         out = StepOutput(loss, {f"sup/{self.task}": loss.detach()})
         out.loss = loss + self.probe_step(r1, batch["labels"], out)
         out.terms["total"] = out.loss.detach()

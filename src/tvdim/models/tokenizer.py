@@ -79,4 +79,5 @@ class CaptionTokenizer:
     def __call__(self, captions: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
         enc = self.tok.encode_batch([c if c else "" for c in captions])
         ids = torch.tensor([e.ids for e in enc], dtype=torch.long)
-        return ids, torch.tensor([e.attention_mask for e in enc], dtype=torch.bool)
+        mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.bool)
+        return ids[:, : self.max_len], mask[:, : self.max_len]  # padding to a multiple of 8 may pass max_len

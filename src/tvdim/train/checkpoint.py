@@ -1,6 +1,7 @@
 """Checkpoints: written atomically, read without executing code (``torch.load(weights_only=True)``)."""
 from __future__ import annotations
 
+import contextlib
 import os
 import random
 from pathlib import Path
@@ -35,27 +36,66 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
-    """Write ``state`` to ``path`` atomically (temp file + rename): a crash never leaves a half-written file."""
+    """Write ``state`` to ``path`` atomically (temp file + rename): a crash never leaves a half-written file.
+    A failed write (full disk, unwritable folder) removes the temp file and raises :class:`CheckpointError`."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.name + ".tmp")
-    torch.save({"format": FORMAT, **state}, tmp)
-    os.replace(tmp, path)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save({"format": FORMAT, **state}, tmp)
+        os.replace(tmp, path)
+    except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
+        raise CheckpointError(f"cannot write checkpoint {path}: {_first_line(exc)}") from exc
     return path
 
 
-def load_checkpoint(path: str | Path) -> dict[str, Any]:
-    """Read a checkpoint on the CPU with ``weights_only=True``; raises :class:`CheckpointError` naming the file."""
+def remove_stale_temp_files(folder: str | Path) -> list[Path]:
+    """Delete ``*.tmp`` left in a checkpoint folder by a write that was killed; returns what was removed."""
+    folder = Path(folder)
+    stale = sorted(folder.glob("*.tmp")) if folder.is_dir() else []
+    for p in stale:
+        p.unlink(missing_ok=True)
+    return stale
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
+# What each use needs: evaluation and the Python API rebuild the model; resuming restores the whole training state.
+FOR_MODEL = ("config", "model")
+FOR_RESUME = FOR_MODEL + ("optimizer", "scheduler", "scaler", "step", "samples_seen", "rng")
+
+
+def load_checkpoint(path: str | Path, require: tuple[str, ...] = (), mmap: bool = False) -> dict[str, Any]:
+    """Read a checkpoint on the CPU with ``weights_only=True``; raises :class:`CheckpointError` naming the file when
+    it is missing, empty, unreadable, not a tvdim checkpoint or lacks an entry of ``require``. ``mmap``: map the
+    tensors instead of reading them (cheap when only the config is needed)."""
     path = Path(path)
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
+    if path.stat().st_size == 0:
+        raise CheckpointError(f"checkpoint {path} is empty (0 bytes): its write was interrupted or the disk was full")
     try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True, mmap=mmap)
     except Exception as exc:  # pickle / zip / weights_only errors all mean the same to the user
-        raise CheckpointError(f"cannot read checkpoint {path}: {type(exc).__name__}: {str(exc).splitlines()[0]}") from exc
+        raise CheckpointError(f"cannot read checkpoint {path}: {_first_line(exc)}") from exc
     if not isinstance(state, dict) or state.get("format") != FORMAT:
         raise CheckpointError(f"{path} is not a tvdim checkpoint (missing format tag '{FORMAT}')")
+    missing = [k for k in require if k not in state]
+    if missing or not isinstance(state.get("config", {}), dict) or not isinstance(state.get("model", {}), dict):
+        raise CheckpointError(f"checkpoint {path} is incomplete: missing or malformed "
+                              f"{', '.join(missing) or 'config / model'}")
     return state
+
+
+def nonfinite_tensors(tensors: dict[str, Any]) -> list[str]:
+    """Names of floating-point tensors in ``tensors`` (a state dict) holding a NaN or an infinity."""
+    return [k for k, v in tensors.items()
+            if isinstance(v, torch.Tensor) and v.is_floating_point() and not bool(torch.isfinite(v).all())]
 
 
 def resolve_resume(resume: str | None, out_dir: str | Path) -> Path | None:

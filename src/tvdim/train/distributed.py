@@ -94,6 +94,19 @@ def gather_no_grad(x: torch.Tensor) -> torch.Tensor:
     return torch.cat(out, dim=0)
 
 
+def global_mean_share(rows: torch.Tensor, rows_all: torch.Tensor | None = None) -> torch.Tensor | float:
+    """Weight that turns this rank's mean over its selected ``rows`` (``[B]`` bool) into its share of the mean over
+    the selected rows of the global batch: ranks' losses are averaged (DDP averages gradients), so a rank with
+    fewer selected rows (captions, known labels) must count for less. ``rows_all``: the gathered ``[N]`` mask if
+    already at hand. 1.0 when not distributed."""
+    world = current().world_size
+    if world == 1:
+        return 1.0
+    if rows_all is None:
+        rows_all = gather_no_grad(rows)
+    return rows.float().sum() * world / rows_all.float().sum().clamp(min=1)
+
+
 def barrier() -> None:
     if current().world_size > 1:
         dist.barrier()

@@ -1,6 +1,7 @@
 """The one training loop every method runs through (``tvdim pretrain``)."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import signal
@@ -14,21 +15,24 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
-from ..config import Config, DataConfig, from_dict, to_plain
+from ..config import Config, DataConfig, to_plain
 from ..data.formats.wds import expand_urls
 from ..data.pipeline import Collator, PretrainDataset, ResumableSampler, StreamingPretrainDataset
 from ..data.quality import SkipTracker
 from ..data.sources import build_source, caption_corpus
-from ..errors import DataError, NonFiniteLossError
+from ..errors import CheckpointError, ConfigError, DataError, NonFiniteLossError, TvdimError
 from ..methods import Method, build_method, uses_text
 from ..models.tokenizer import CaptionTokenizer
 from . import distributed as dist_utils
-from .checkpoint import load_checkpoint, resolve_resume, rng_state, save_checkpoint, set_rng_state
+from .checkpoint import (FOR_RESUME, load_checkpoint, nonfinite_tensors, resolve_resume, rng_state, save_checkpoint,
+                         set_rng_state)
 from .device import autocast, configure_backends, resolve_device, resolve_precision
-from .runlog import RunLogger, setup_logging
+from .rundir import prepare_run_dir, resume_changes
+from .runlog import STEPS, RunLogger, close_logging, setup_logging
 from .schedule import build_scheduler, lr_factor
 
 log = logging.getLogger("tvdim.train")
+steps_log = logging.getLogger(STEPS)
 
 
 @dataclass
@@ -150,30 +154,65 @@ def build_optimizer(method: Method, cfg: Config, device: torch.device) -> torch.
     return torch.optim.Adam(groups, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay, **fast)
 
 
-def pretrain(cfg: Config, resume: str | None = None) -> PretrainResult:
+def pretrain(cfg: Config, resume: str | None = None, overwrite: bool = False) -> PretrainResult:
     """Pretrain ``cfg.train.method``; write logs and checkpoints under ``cfg.train.out_dir``.
 
     ``resume``: ``"latest"`` or a checkpoint path; the run continues exactly where it stopped (same data order,
-    augmentations and RNG for map-style data). Raises :class:`NonFiniteLossError` on a NaN/inf loss, keeping the
-    last good checkpoint.
+    augmentations and RNG for map-style data). Changed settings must be harmless ones (steps, logging, data
+    paths, ...: see :mod:`tvdim.train.rundir`); a changed method, model or recipe is a :class:`ConfigError`.
+    ``overwrite``: start afresh in a folder that holds a run, deleting its checkpoints and logs; without it (or
+    ``resume``), such a folder is a :class:`ConfigError`.
+
+    Raises :class:`NonFiniteLossError` on a NaN/inf loss or weights; the last good checkpoint is kept, and a
+    checkpoint with non-finite weights is never written. Why a run stopped (error or signal) is written to
+    ``train.log`` and ``metrics.jsonl``.
     """
     out = Path(cfg.train.out_dir)
+    if resume and overwrite:
+        raise ConfigError("give resume or overwrite, not both")
     ckpt_path = resolve_resume(resume, out)
-    state = load_checkpoint(ckpt_path) if ckpt_path else None
+    state = load_checkpoint(ckpt_path, FOR_RESUME) if ckpt_path else None
+    notes = resume_changes(state["config"], cfg, ckpt_path) if state is not None else []
     if state is not None:
-        cfg = from_dict({**state["config"], "train": {**state["config"]["train"], "steps": cfg.train.steps,
-                                                      "out_dir": str(out)}})
+        bad = nonfinite_tensors(state["model"])
+        if bad:
+            raise CheckpointError(f"cannot resume from {ckpt_path}: {len(bad)} weight tensors hold NaN or infinite "
+                                  f"values (e.g. {', '.join(bad[:3])})")
     device = resolve_device(cfg.train.device, 0)
     dinfo = dist_utils.init_distributed(device.type)
     if dinfo.world_size > 1 and device.type == "cuda":
         device = torch.device(f"cuda:{dinfo.local_rank}")
         torch.cuda.set_device(device)
     configure_backends(device)
-    precision = resolve_precision(cfg.train.precision, device)
     if dinfo.is_main:
-        out.mkdir(parents=True, exist_ok=True)
+        notes += prepare_run_dir(out, int(state["step"]) if state else None, bool(resume), overwrite)
         (out / "config.json").write_text(json.dumps(to_plain(cfg), indent=2))
-    setup_logging(out if dinfo.is_main else None)
+    handler = setup_logging(out if dinfo.is_main else None)
+    status = {"step": int(state["step"]) if state else 0}
+    try:
+        log.info("%s: method %s, %d steps, batch %d x %d process(es), device %s, out %s",
+                 f"resuming {ckpt_path}" if state else "starting", cfg.train.method, cfg.train.steps,
+                 cfg.train.batch_size, dinfo.world_size, device, out)
+        for note in notes:
+            log.info("%s", note)
+        res = _run(cfg, out, device, dinfo, ckpt_path, state, status)
+        log.info("%s at step %d; checkpoint: %s", "stopped by a signal" if res.stopped_early else "finished",
+                 res.step, res.checkpoint)
+        return res
+    except TvdimError as exc:  # the reason goes where the run's history is
+        log.error("run stopped at step %d: %s", status["step"], exc)
+        if dinfo.is_main and out.is_dir():
+            with contextlib.suppress(OSError):
+                RunLogger(out, tensorboard=False).write({"step": status["step"], "stopped": type(exc).__name__,
+                                                         "reason": str(exc)}, status["step"])
+        raise
+    finally:
+        close_logging(handler)
+
+
+def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInfo, ckpt_path: Path | None,
+         state: dict[str, Any] | None, status: dict[str, int]) -> PretrainResult:
+    precision = resolve_precision(cfg.train.precision, device)
     torch.manual_seed(cfg.train.seed)
 
     source = build_source(cfg.data, "train", cfg.model.image_size)
@@ -191,10 +230,14 @@ def pretrain(cfg: Config, resume: str | None = None) -> PretrainResult:
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     step, seen = 0, 0
     if state is not None:
-        method.load_state_dict(state["model"])
-        opt.load_state_dict(state["optimizer"])
-        sched.load_state_dict(state["scheduler"])
-        scaler.load_state_dict(state["scaler"])
+        try:
+            method.load_state_dict(state["model"])
+            opt.load_state_dict(state["optimizer"])
+            sched.load_state_dict(state["scheduler"])
+            scaler.load_state_dict(state["scaler"])
+        except (RuntimeError, ValueError, KeyError) as exc:  # e.g. the data now has other label tasks
+            raise CheckpointError(f"{ckpt_path} does not match the model built from this config and data "
+                                  f"(label tasks now: {', '.join(tasks) or 'none'}): {str(exc)[:300]}") from exc
         step, seen = int(state["step"]), int(state["samples_seen"])
         for group, base in zip(opt.param_groups, sched.base_lrs):  # train.steps may have changed
             group["lr"] = base * lr_factor(step, cfg.train.steps, cfg.optim.warmup_steps, cfg.optim.decay_at,
@@ -202,10 +245,19 @@ def pretrain(cfg: Config, resume: str | None = None) -> PretrainResult:
         set_rng_state(state["rng"])
         log.info("resumed from %s at step %d", ckpt_path, step)
 
+    last_good = ckpt_path
+
     def checkpoint(name: str = "last.pt") -> Path:
         path = out / "checkpoints" / name
+        model_state = method.state_dict()
+        bad = nonfinite_tensors(model_state)  # every rank holds the same weights, so every rank stops here
+        if bad:
+            raise NonFiniteLossError(
+                f"weights became NaN or infinite by step {step} ({len(bad)} of {len(model_state)} tensors, e.g. "
+                f"{', '.join(bad[:3])}); no checkpoint written; the last good checkpoint is kept: "
+                f"{last_good or 'none written yet'}")
         if dinfo.is_main:
-            save_checkpoint(path, {"config": to_plain(cfg), "method": cfg.train.method, "model": method.state_dict(),
+            save_checkpoint(path, {"config": to_plain(cfg), "method": cfg.train.method, "model": model_state,
                                    "optimizer": opt.state_dict(), "scheduler": sched.state_dict(),
                                    "scaler": scaler.state_dict(), "step": step, "samples_seen": seen,
                                    "rng": rng_state(), "tokenizer": tokenizer.to_json() if tokenizer else None,
@@ -223,9 +275,8 @@ def pretrain(cfg: Config, resume: str | None = None) -> PretrainResult:
         model = torch.compile(model)
     loader = make_loader(cfg, source, tokenizer, list(tasks), step, dinfo, device.type == "cuda")
     tracker = SkipTracker(cfg.data.max_bad_fraction)
-    logger = RunLogger(out, enabled=dinfo.is_main)
+    logger = RunLogger(out, enabled=dinfo.is_main, purge_step=step + 1 if state is not None else None)
     text_params = list(method.text_encoder.parameters()) if method.text_encoder is not None else []
-    last_good = ckpt_path
     bar = tqdm(total=cfg.train.steps, initial=step, disable=not (cfg.train.progress and dinfo.is_main),
                desc=cfg.train.method, dynamic_ncols=True)
     stopped = False
@@ -259,6 +310,7 @@ def pretrain(cfg: Config, resume: str | None = None) -> PretrainResult:
             scaler.update()
             sched.step()
             step += 1
+            status["step"] = step
             seen += batch["n"] * dinfo.world_size
             bar.update(1)
             if step % cfg.train.log_every == 0 or step == cfg.train.steps:
@@ -269,6 +321,8 @@ def pretrain(cfg: Config, resume: str | None = None) -> PretrainResult:
                        **{f"loss/{k}": v.item() for k, v in res.terms.items()},
                        **{k: v.item() for k, v in res.metrics.items()}, "bad_samples": tracker.n_bad}
                 logger.write(rec, step)
+                steps_log.info("step %d/%d: %s", step, cfg.train.steps, ", ".join(
+                    f"{k}={v:.4g}" for k, v in rec.items() if k != "step" and isinstance(v, float)))
                 bar.set_postfix({k.split("/")[-1]: f"{v.item():.3f}" for k, v in res.terms.items()} |
                                 {"img/s": f"{rate:.0f}"}, refresh=False)
                 t_last, n_last, wait = now, seen, 0.0
@@ -280,6 +334,7 @@ def pretrain(cfg: Config, resume: str | None = None) -> PretrainResult:
                 last_good, stopped = checkpoint(), True
                 log.warning("stop signal received: checkpoint written to %s at step %d; continue with --resume "
                             "latest", last_good, step)
+                logger.write({"step": step, "stopped": "signal", "checkpoint": str(last_good)}, step)
                 break
     bar.close()
     logger.write({"step": step, "data_quality": tracker.summary()}, step)
