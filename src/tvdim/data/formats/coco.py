@@ -7,6 +7,10 @@ COCO: ``{"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"
 Karpathy (``dataset_coco.json`` / ``dataset_flickr30k.json``): ``{"images": [{"filename", "filepath"?, "split",
 "sentences": [{"raw"}]}]}``; images are ``root/filepath/filename``. ``split`` selects ``train`` (which also takes
 ``restval``), ``val`` or ``test``.
+
+The JSON files usually live apart from the images (``annotations/``, Flickr8k's ``Flicker8k_Dataset/``), so when
+none of the images checked exists under ``root`` the reader stops with a :class:`DataError` saying where it
+looked and how to set the image folder, instead of reporting every sample as bad.
 """
 from __future__ import annotations
 
@@ -18,9 +22,10 @@ from torch.utils.data import Dataset
 
 from ...errors import DataError
 from ..sample import BadSample, Sample
-from .images import clean_captions, decode_image
+from .images import check_image_folder, clean_captions, decode_image
 
 KARPATHY_SPLITS = {"train": ("train", "restval"), "val": ("val",), "test": ("test",), "restval": ("restval",)}
+ROOT_HINT = ("set the image folder with data.root (--root for tvdim data); it defaults to the folder of {name}")
 
 
 def _load_json(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -90,6 +95,7 @@ class CocoCaptions(_CaptionFile):
                                _labels(im)))
         if not self.items:
             raise DataError(f"no samples in {self.path} ('images' is empty)")
+        check_image_folder([it[1] for it in self.items], str(root_p), ROOT_HINT.format(name=self.path.name))
 
 
 class KarpathyCaptions(_CaptionFile):
@@ -118,6 +124,7 @@ class KarpathyCaptions(_CaptionFile):
         if not self.items:
             raise DataError(f"no samples with split {'/'.join(wanted)} in {self.path}; splits found: "
                             f"{', '.join(sorted(found)) or '(none)'}")
+        check_image_folder([it[1] for it in self.items], str(root_p), ROOT_HINT.format(name=self.path.name))
 
 
 __all__ = ["CocoCaptions", "KarpathyCaptions", "KARPATHY_SPLITS"]

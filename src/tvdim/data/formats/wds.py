@@ -16,8 +16,11 @@ is reported as short and every missing sample is counted (``BadSample.count``).
 Samples are groups of members sharing a key (``KEY.jpg``, ``KEY.txt``, ``KEY.cls``, ``KEY.json``):
 * image: first of ``jpg | jpeg | png | webp``;
 * text: ``text_key`` = an extension (``txt``) or ``json:FIELD`` (``json:captions``; a list gives several
-  captions); ``""`` / ``none`` = no text. If the first :data:`TEXT_CHECK_N` samples of a shard (or all of a
-  shorter shard) lack the configured text, :class:`DataError` names the configured key and the keys found;
+  captions); ``""`` / ``none`` = no text. ``txt`` (the default) takes every caption of a ``KEY.json`` that holds
+  a ``captions`` list (what ``tvdim data convert`` writes, with the first one in ``KEY.txt`` for other tools)
+  and ``KEY.txt`` otherwise, so no caption of a converted dataset is left unused. If the first
+  :data:`TEXT_CHECK_N` samples of a shard (or all of a shorter shard) lack the configured text,
+  :class:`DataError` names the configured key and the keys found;
 * label: ``{key}.{label_ext}`` (integer text) -> ``labels={"label": int}`` when present.
 
 Counts: ``sizes.json`` in the shard folder (``{"shard.tar": n}``) or img2dataset's ``{shard}_stats.json``
@@ -129,7 +132,7 @@ def shard_problem(url: str, n: int, problem: str, expected: tuple[int, str] | No
     missing = expected[0] - n if expected and expected[0] > n else 0
     if not problem and not missing:
         return None
-    text = f"{problem} after {n} samples" if problem else ""
+    text = f"{problem} after {n} samples" if problem and n else problem
     if missing:
         text = f"short shard: {n} of {expected[0]} samples ({expected[1]})" + (f"; {text}" if text else "")
     return BadSample(url, text, max(1, missing))
@@ -230,9 +233,21 @@ class WdsDecoder:
     def text_ext(self) -> str:
         return self.text_key.split(":", 1)[0] if self.text_key not in ("", "none") else ""
 
+    @property
+    def text_members(self) -> tuple[str, ...]:
+        """Member extensions :meth:`raw_text` may read."""
+        return (self.text_ext, "json") if self.text_key == "txt" else (self.text_ext,)
+
     def raw_text(self, files: dict[str, bytes]) -> list | str | bytes | None:
         """The configured text value or ``None`` if absent (json field missing counts as absent)."""
         ext = self.text_ext
+        if self.text_key == "txt" and "json" in files:  # all the captions tvdim data convert kept
+            try:
+                obj = json.loads(decode_text(files["json"]))
+            except json.JSONDecodeError:
+                obj = None
+            if isinstance(obj, dict) and isinstance(obj.get("captions"), list):
+                return obj["captions"]
         if not ext or ext not in files:
             return None
         if ":" not in self.text_key:

@@ -166,7 +166,7 @@ class WdsIndexed(Dataset):
         """All cleaned captions, reading only the text members."""
         for e in self.entries:
             if not isinstance(e, BadSample):
-                raw = self.decoder.raw_text(self._read(e, (self.decoder.text_ext,)))
+                raw = self.decoder.raw_text(self._read(e, self.decoder.text_members))
                 yield from clean_captions(raw if isinstance(raw, list) else [] if raw is None else [raw])
 
 
