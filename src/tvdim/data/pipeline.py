@@ -154,6 +154,9 @@ def batches(loader: Any) -> Iterator[Iterator[dict[str, Any]]]:
         shutdown = getattr(it, "_shutdown_workers", None)
         if shutdown is not None:
             shutdown()
+        for w in getattr(it, "_workers", []):  # still blocked in a read (a slow pipe:): SIGTERM is ignored there
+            if w.is_alive():
+                w.kill()
 
 
 def next_batch(it: Iterator[dict[str, Any]]) -> dict[str, Any]:
