@@ -172,14 +172,15 @@ def num_samples(cfg: DataConfig, split: str = "train") -> int:
     if split == "train" and cfg.num_samples > 0:
         return cfg.num_samples
     if cfg.format == "wds":
-        from .formats.wds import expand_urls, shard_sizes
+        from .formats.wds import expand_urls, is_remote, iter_tar_groups, shard_sizes
         from .formats.wds_eval import index_shard
 
         urls = expand_urls(split_path(cfg, split))
         sizes = shard_sizes(urls)
         if sizes is not None:
             return sum(sizes.values())
-        return sum(1 for u in urls for e in index_shard(u) if isinstance(e, tuple))
+        return sum(1 for u in urls for e in (iter_tar_groups(u) if is_remote(u) else index_shard(u))
+                   if isinstance(e, tuple))
     ds = build_source(cfg, split)
     try:
         return len(ds)
