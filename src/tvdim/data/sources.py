@@ -85,17 +85,17 @@ def build_source(cfg: DataConfig, split: str = "train", image_size: int | None =
     if cfg.format in ("csv", "tsv", "jsonl"):
         from .formats.table import TableDataset
 
-        return TableDataset(path, cfg.format, cfg.root, cfg.image_key, cfg.caption_key, cfg.label_key,
-                            cfg.separator, require_caption=need_text, **common)
+        return _checked(TableDataset(path, cfg.format, cfg.root, cfg.image_key, cfg.caption_key, cfg.label_key,
+                                     cfg.separator, require_caption=need_text, **common))
     if cfg.format == "coco":
         from .formats.coco import CocoCaptions
 
-        return CocoCaptions(path, cfg.root, require_caption=need_text, **common)
+        return _checked(CocoCaptions(path, cfg.root, require_caption=need_text, **common))
     if cfg.format == "karpathy":
         from .formats.coco import KarpathyCaptions
 
         ksplit = {"train": "train", "eval_train": "train"}.get(split, split)
-        return KarpathyCaptions(path, ksplit, cfg.root, require_caption=need_text, **common)
+        return _checked(KarpathyCaptions(path, ksplit, cfg.root, require_caption=need_text, **common))
     if cfg.format == "wds":
         from .formats.wds import WdsDecoder, WdsStream
         from .formats.wds_eval import WdsIndexed
@@ -113,6 +113,12 @@ def build_source(cfg: DataConfig, split: str = "train", image_size: int | None =
     from .formats.labelled import torchvision_set
 
     return torchvision_set(cfg.format, path, "test" if split == "test" else "train", download=download)
+
+
+def _checked(ds: Any) -> Any:
+    """A reader of image paths after checking its image folder holds the images (see ``check_images``)."""
+    ds.check_images()
+    return ds
 
 
 def iter_samples(cfg: DataConfig, split: str = "train", image_size: int | None = None,

@@ -8,9 +8,10 @@ Karpathy (``dataset_coco.json`` / ``dataset_flickr30k.json``): ``{"images": [{"f
 "sentences": [{"raw"}]}]}``; images are ``root/filepath/filename``. ``split`` selects ``train`` (which also takes
 ``restval``), ``val`` or ``test``.
 
-The JSON files usually live apart from the images (``annotations/``, Flickr8k's ``Flicker8k_Dataset/``), so when
-none of the images checked exists under ``root`` the reader stops with a :class:`DataError` saying where it
-looked and how to set the image folder, instead of reporting every sample as bad.
+The JSON files usually live apart from the images (``annotations/``, Flickr8k's ``Flicker8k_Dataset/``), so
+:meth:`check_images` (called by ``build_source``) stops with a :class:`DataError` saying where it looked and how to
+set the image folder when none of the images checked exists under ``root``, instead of reporting every sample as
+bad.
 """
 from __future__ import annotations
 
@@ -59,6 +60,11 @@ class _CaptionFile(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def check_images(self) -> None:
+        """:class:`DataError` naming the folder looked in when none of 20 images checked exists."""
+        check_image_folder(lambda i: self.items[i][1], len(self.items), str(self.root),
+                           ROOT_HINT.format(name=self.path.name))
+
     def iter_captions(self) -> Iterator[str]:
         for _, _, caps, _ in self.items:
             yield from clean_captions(caps)
@@ -79,7 +85,7 @@ class CocoCaptions(_CaptionFile):
                  draft_size: int | None = None, require_caption: bool = True) -> None:
         super().__init__(max_pixels, draft_size, require_caption)
         self.path = Path(path)
-        root_p = Path(root) if root else self.path.parent
+        root_p = self.root = Path(root) if root else self.path.parent
         data = _load_json(self.path, ("images", "annotations"))
         caps: dict[Any, list[Any]] = {}
         for n, ann in enumerate(data["annotations"]):
@@ -95,7 +101,6 @@ class CocoCaptions(_CaptionFile):
                                _labels(im)))
         if not self.items:
             raise DataError(f"no samples in {self.path} ('images' is empty)")
-        check_image_folder([it[1] for it in self.items], str(root_p), ROOT_HINT.format(name=self.path.name))
 
 
 class KarpathyCaptions(_CaptionFile):
@@ -107,7 +112,7 @@ class KarpathyCaptions(_CaptionFile):
         if split not in KARPATHY_SPLITS:
             raise DataError(f"unknown Karpathy split '{split}'; valid: {', '.join(KARPATHY_SPLITS)}")
         self.path, self.split = Path(path), split
-        root_p = Path(root) if root else self.path.parent
+        root_p = self.root = Path(root) if root else self.path.parent
         data = _load_json(self.path, ("images",))
         wanted = KARPATHY_SPLITS[split]
         self.items, found = [], set()
@@ -124,7 +129,6 @@ class KarpathyCaptions(_CaptionFile):
         if not self.items:
             raise DataError(f"no samples with split {'/'.join(wanted)} in {self.path}; splits found: "
                             f"{', '.join(sorted(found)) or '(none)'}")
-        check_image_folder([it[1] for it in self.items], str(root_p), ROOT_HINT.format(name=self.path.name))
 
 
 __all__ = ["CocoCaptions", "KarpathyCaptions", "KARPATHY_SPLITS"]

@@ -17,7 +17,7 @@ import os
 import threading
 import warnings
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Callable, Iterable, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -32,14 +32,12 @@ ImageSource = Union[bytes, bytearray, memoryview, str, os.PathLike]
 _PIL_LIMIT = threading.Lock()
 
 
-def check_image_folder(paths: list[Path], where: str, hint: str) -> None:
-    """:class:`DataError` when none of 20 images spread over ``paths`` exists: the image folder is wrong, which
-    would otherwise show up as every sample being bad. ``where``: the folder looked in; ``hint``: how to set it."""
-    if not paths:
-        return
-    step = max(1, len(paths) // 20)
-    probe = paths[::step][:20]
-    if not any(p.is_file() for p in probe):
+def check_image_folder(path_of: "Callable[[int], Path | None]", n: int, where: str, hint: str) -> None:
+    """:class:`DataError` when none of 20 images spread over items ``0..n-1`` exists (``path_of(i)``: the image
+    file of item i, None when it has none): the image folder is wrong, which would otherwise show up as every
+    sample being bad. ``where``: the folder looked in; ``hint``: how to set it."""
+    probe = [p for p in (path_of(i) for i in range(0, n, max(1, n // 20))) if p is not None][:20]
+    if probe and not any(p.is_file() for p in probe):
         raise DataError(f"none of {len(probe)} images checked exists under {where} (e.g. {probe[0]}); {hint}")
 
 

@@ -7,8 +7,8 @@
 * Files are read as UTF-8; undecodable bytes become U+FFFD (see :mod:`.images`).
 * A missing column -> :class:`DataError` naming the file, the column and the columns found. A binary file (a tar
   shard given as a table) is refused as "not a text table" instead of quoting its bytes as column names.
-* When none of the images checked exists under ``root`` (default: the table's folder), :class:`DataError` says
-  where it looked.
+* :meth:`check_images` (called by ``build_source``): when none of the images checked exists under ``root``
+  (default: the table's folder), :class:`DataError` says where it looked.
 * With ``require_caption`` (default), an image whose captions are all empty is a :class:`BadSample`;
   otherwise it is an image-only sample.
 """
@@ -120,12 +120,15 @@ class TableDataset(Dataset):
             self.items.append((img, list(caps), "" if not label_key or row.get(label_key) is None else str(row[label_key])))
         if not self.items:
             raise DataError(f"no samples in {self.path} (the table has a header but no rows)")
-        check_image_folder([self.image_path(i) for i in range(len(self.items)) if self.items[i][0]], str(self.root),
-                           f"image paths are relative to data.root (--root for tvdim data), default the folder "
-                           f"of {self.path.name}")
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def check_images(self) -> None:
+        """:class:`DataError` naming the folder looked in when none of 20 images checked exists."""
+        check_image_folder(lambda i: self.image_path(i) if self.items[i][0] else None, len(self.items),
+                           str(self.root), f"image paths are relative to data.root (--root for tvdim data), "
+                           f"default the folder of {self.path.name}")
 
     def image_path(self, i: int) -> Path:
         p = Path(self.items[i][0])
