@@ -81,9 +81,8 @@ def test_shards_of_zero_byte_images_stop_with_the_reason(tmp_path):
 
 
 def test_stop_signal_is_honoured_while_waiting_for_data(tmp_path):
-    shard = _shard(tmp_path / "d.tar", 12, _jpeg())
     started = tmp_path / "reading"
-    url = f"pipe:touch {started}; sleep 90; cat {shard}"  # a shard that takes long to arrive
+    url = f"pipe:touch {started}; exec sleep {GUARD_S + 60}"  # a shard whose data does not come in time
     proc = _tvdim("pretrain", "--method", "amdim", "--out", str(tmp_path / "run"), *TINY, "data.format=wds",
                   f"data.path={url}")
     deadline = time.monotonic() + GUARD_S
