@@ -93,6 +93,7 @@ def test_stop_signal_is_honoured_while_waiting_for_data(tmp_path):
     code, out, err = _finish(proc)
     assert code == 0, err
     assert "stopped at step 0" in out and (tmp_path / "run" / "checkpoints" / "last.pt").is_file()
+    assert any(r.get("stopped") == "signal" for r in read_jsonl(tmp_path / "run" / "metrics.jsonl"))
 
 
 def test_image_only_method_keeps_samples_with_empty_captions(tmp_path):

@@ -315,6 +315,7 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
                 last_good, stopped = checkpoint(), True
                 log.warning("stop signal received while waiting for data: checkpoint written to %s at step %d; "
                             "continue with --resume latest", last_good, step)
+                logger.write({"step": step, "stopped": "signal", "checkpoint": str(last_good)}, step)
                 break
             wait += time.perf_counter() - t0
             tracker.record_batch(batch)
