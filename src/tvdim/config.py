@@ -34,7 +34,7 @@ class DataConfig:
     caption_key: str = "title"
     label_key: str = ""
     separator: str = ","
-    text_key: str = "txt"  # WebDataset: extension (txt) or json field (json:caption)
+    text_key: str = "txt"  # WebDataset: txt (KEY.json's captions list, else KEY.txt) or json:FIELD
     label_ext: str = "cls"
     num_samples: int = 0  # 0 = from sizes.json / stats / len(dataset)
     shuffle_buffer: int = 1000

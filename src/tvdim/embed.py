@@ -169,7 +169,7 @@ def embed_image_source(model: Any, source: Any, batch_size: int = 256, device: s
             good = []
             for it in items:
                 if isinstance(it, BadSample):
-                    tracker.bad(it.key, it.reason)
+                    tracker.bad(it.key, it.reason, it.count)
                 else:
                     tracker.ok()
                     good.append(it)
@@ -206,7 +206,7 @@ def embed_captions(model: Any, captions: Iterator[tuple[str, str] | BadSample], 
     with tqdm(unit="caption", desc="embed captions", disable=not progress, dynamic_ncols=True) as bar:
         for item in captions:
             if isinstance(item, BadSample):
-                tracker.bad(item.key, item.reason)
+                tracker.bad(item.key, item.reason, item.count)
                 tracker.check()
                 continue
             tracker.ok()

@@ -1,4 +1,6 @@
 """decode_image / caption cleaning: every awkward or broken input."""
+import struct
+import zlib
 
 import pytest
 from PIL import Image
@@ -50,11 +52,29 @@ def test_decompression_bomb_with_tiny_limit(fx):
     assert isinstance(decode_image(fx.jpeg(16), "ok", max_pixels=256), Image.Image)
 
 
-def test_pil_bomb_error_is_bad_sample(fx, monkeypatch):
-    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # PIL's own check (warning > limit, error > 2x limit)
-    for size in (8, 16):
-        bad = decode_image(fx.png(size), "bomb")
-        assert isinstance(bad, BadSample) and "decompression bomb" in bad.reason
+def _huge_png(width: int, height: int) -> bytes:
+    """A PNG header claiming width x height pixels (no pixel data needed: the check reads the header only)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"")) + chunk(b"IEND", b"")
+
+
+def test_bomb_message_quotes_max_image_pixels_not_pils_limit():
+    """PIL's own check fires first above its limit (warning) or twice it (error); the limit is tvdim's."""
+    for side in (10_000, 20_000):  # 100 M pixels (PIL warns), 400 M pixels (PIL raises)
+        bad = decode_image(_huge_png(side, side), "bomb")
+        assert isinstance(bad, BadSample)
+        assert bad.reason == f"decompression bomb: {side}x{side}={side * side} pixels > max_image_pixels=89478485"
+
+
+def test_pil_global_limit_does_not_override_max_image_pixels(fx, monkeypatch):
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 50)  # someone else's setting in the same process
+    assert isinstance(decode_image(fx.png(16), "ok", max_pixels=256), Image.Image)
+    bad = decode_image(fx.png(16), "bomb", max_pixels=100)
+    assert isinstance(bad, BadSample) and "256 pixels > max_image_pixels=100" in bad.reason
+    assert Image.MAX_IMAGE_PIXELS == 50  # restored
 
 
 def test_jpeg_draft_reduces_decode_size(fx):

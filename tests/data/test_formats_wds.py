@@ -1,5 +1,6 @@
 """WebDataset readers: streaming (shuffle, worker split, resampled), ordered eval reader, broken shards."""
 import json
+import tarfile
 
 import pytest
 import torch
@@ -84,9 +85,11 @@ def test_json_captions_list(fx, tmp_path):
 def test_wrong_text_key_raises_at_once(fx, tmp_path):
     pattern = _shards(fx, tmp_path, 1, 20, text_ext="json")
     with pytest.raises(DataError) as err:
-        next(iter(WdsStream(pattern, WdsDecoder("txt"), shuffle=False)))
+        next(iter(WdsStream(pattern, WdsDecoder("text"), shuffle=False)))
     msg = str(err.value)
-    assert "'txt'" in msg and "first 16" in msg and "json:captions" in msg and "cls" in msg
+    assert "'text'" in msg and "first 16" in msg and "json:captions" in msg and "cls" in msg
+    # the default txt also takes a captions list from KEY.json (what tvdim data convert writes)
+    assert next(iter(WdsStream(pattern, WdsDecoder("txt"), shuffle=False))).captions[1] == "another caption 0"
     with pytest.raises(DataError, match="json:caption'.*json:captions"):
         list(WdsStream(pattern, WdsDecoder("json:caption"), shuffle=False))
 
@@ -140,3 +143,82 @@ def test_indexed_eval_reader_is_ordered_and_complete(fx, tmp_path):
 def test_missing_shards(tmp_path):
     with pytest.raises(DataError, match="no shard"):
         WdsStream(str(tmp_path / "x-{0..3}.tar"), WdsDecoder())
+
+
+def _damaged(fx, tmp_path, how, sizes=True, n=10, at=7):
+    """A shard of ``n`` samples that loses samples ``at``.. (cut at a member boundary, or a garbled header)."""
+    path = fx.shard(tmp_path / "d-000001.tar", fx.caption_samples(n, "k"))
+    fx.shard(tmp_path / "d-000000.tar", fx.caption_samples(n, "j"))
+    raw = bytearray(path.read_bytes())
+    with tarfile.open(path) as tf:
+        offset = next(m.offset for m in tf.getmembers() if m.name.startswith(f"k{at:05d}."))
+    if how == "cut":
+        raw = raw[:offset]
+    else:
+        raw[offset:offset + 12] = b"garbled!" * 1 + b"\x01\x02\x03\x04"
+    path.write_bytes(bytes(raw))
+    if sizes:
+        (tmp_path / "sizes.json").write_text(json.dumps({"d-000000.tar": n, "d-000001.tar": n}))
+    return str(tmp_path / "d-{000000..000001}.tar")
+
+
+@pytest.mark.parametrize("how", ["cut", "garbled"])
+def test_damaged_shard_losses_are_counted_against_sizes_json(fx, tmp_path, how):
+    pattern = _damaged(fx, tmp_path, how)
+    tracker = SkipTracker(1.0, min_seen=1)
+    good = list(filter_bad(WdsStream(pattern, WdsDecoder(), shuffle=False), tracker))
+    assert len(good) == 17 and tracker.n_bad == 3 and tracker.seen == 20
+    (reason,) = tracker.reasons
+    assert reason.startswith(str(tmp_path / "d-000001.tar")) and "7 of 10 samples (sizes.json)" in reason
+    ev = WdsIndexed(pattern, WdsDecoder(require_text=False))
+    bad = [b for b in (ev[i] for i in range(len(ev))) if isinstance(b, BadSample)]
+    assert len(ev) - len(bad) == 17 and sum(b.count for b in bad) == 3
+    assert "7 of 10 samples (sizes.json)" in bad[0].reason
+
+
+@pytest.mark.parametrize("how,word", [("cut", "no end-of-archive marker"), ("garbled", "unreadable member header")])
+def test_damaged_shard_is_reported_without_sizes_json(fx, tmp_path, how, word):
+    pattern = _damaged(fx, tmp_path, how, sizes=False)
+    tracker = SkipTracker(1.0, min_seen=1)
+    assert len(list(filter_bad(WdsStream(pattern, WdsDecoder(), shuffle=False), tracker))) == 17
+    assert tracker.n_bad == 1 and word in tracker.reasons[0] and "after 7 samples" in tracker.reasons[0]
+    ev = WdsIndexed(pattern, WdsDecoder(require_text=False))
+    bad = [b for b in (ev[i] for i in range(len(ev))) if isinstance(b, BadSample)]
+    assert len(bad) == 1 and word in bad[0].reason
+
+
+def test_intact_shards_report_nothing(fx, tmp_path):
+    pattern = _shards(fx, tmp_path)
+    tracker = SkipTracker(0.0, min_seen=1)
+    assert len(list(filter_bad(WdsStream(pattern, WdsDecoder(), shuffle=False), tracker))) == 20
+    ev = WdsIndexed(pattern, WdsDecoder())
+    assert len(ev) == 20 and not any(isinstance(ev[i], BadSample) for i in range(20))
+
+
+def test_a_file_that_is_not_a_tar_says_so(tmp_path):
+    (tmp_path / "pairs.csv").write_text("filepath,title\na.jpg,a caption\n")
+    (item,) = list(WdsStream(str(tmp_path / "pairs.csv"), WdsDecoder(), shuffle=False))
+    assert isinstance(item, BadSample) and "not a tar archive" in item.reason
+
+
+def test_pipe_shards_stream_like_local_ones(fx, tmp_path):
+    pattern = _shards(fx, tmp_path)
+    piped = f"pipe:cat {tmp_path}/train-{{000000..000003}}.tar"
+    local = list(WdsStream(pattern, WdsDecoder(), shuffle=False))
+    remote = list(WdsStream(piped, WdsDecoder(), shuffle=False))
+    assert _keys(remote) == _keys(local) == [f"k{i:05d}" for i in range(20)]
+    assert remote[3].captions == local[3].captions and remote[3].labels == local[3].labels
+    ev = WdsIndexed(piped, WdsDecoder("txt"))  # evaluation reads remote shards too
+    assert [ev[i].key for i in range(len(ev))] == _keys(local)
+    from tvdim.config import DataConfig
+    from tvdim.data.sources import caption_corpus
+    assert len(caption_corpus(DataConfig(format="wds", path=piped))) == 20
+
+
+def test_pipe_failures_are_counted(fx, tmp_path):
+    full = fx.shard(tmp_path / "full.tar", fx.caption_samples(10, "t")).read_bytes()
+    urls = f"pipe:cat {tmp_path}/missing.tar::pipe:head -c {len(full) // 2} {tmp_path}/full.tar"
+    tracker = SkipTracker(1.0, min_seen=1)
+    good = list(filter_bad(WdsStream(urls, WdsDecoder(), shuffle=False), tracker))
+    assert 0 < len(good) < 10 and tracker.n_bad == 2
+    assert "missing.tar" in tracker.reasons[0] and "head -c" in tracker.reasons[1]

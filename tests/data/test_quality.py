@@ -54,3 +54,33 @@ def test_picklable_and_merge():
     assert t2.summary() == t.summary() and t2.logger.name == "tvdim.data"
     t.merge(t2)
     assert t.seen == 8 and t.n_bad == 2
+
+
+def test_stops_below_min_seen_once_the_outcome_is_certain():
+    """README: the run stops at once. With 3 bad of the first 10 and a 5 % limit, 50 samples can hold at most 2
+    bad ones, so waiting for min_seen cannot change the outcome: stop now (2 bad ones may still be fine)."""
+    t = SkipTracker(0.05, min_seen=50)
+    t.ok(7)
+    t.bad("a", "r")
+    t.bad("b", "r")
+    t.check()  # 2 of 9: could still end below 5 % of 50
+    t.bad("c", "r")
+    with pytest.raises(DataError, match="3 of 10 samples unusable"):
+        t.check()
+
+
+def test_filter_bad_enforces_the_limit_at_the_end_of_a_short_pass():
+    with pytest.raises(DataError, match="1 of 10 samples unusable"):
+        list(filter_bad(_items(9, 1), SkipTracker(0.05, min_seen=50)))
+
+
+def test_one_record_can_stand_for_several_lost_samples():
+    t = SkipTracker(0.5, min_seen=1)
+    list(filter_bad(_items(8, 0) + [BadSample("s.tar", "short shard", count=4)], t))
+    assert t.summary()["seen"] == 12 and t.n_bad == 4 and t.reasons == ["s.tar: short shard"]
+
+
+def test_record_batch_counts_drawn_samples_once():
+    t = SkipTracker(1.0)
+    t.record_batch({"bad": [("k", "broken", 1), ("s.tar", "short", 3)], "usable": 6})
+    assert (t.seen, t.n_bad) == (10, 4)

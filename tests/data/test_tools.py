@@ -2,6 +2,7 @@
 import argparse
 import csv
 import json
+import tarfile
 
 import pytest
 
@@ -120,3 +121,95 @@ def test_corrupt_table_cli(fx, tmp_path):
     assert len(rows) == 30 and 5 < sum(r["title"] != f"a red square {i}" for i, r in enumerate(rows)) < 25
     assert _run("corrupt-captions", str(path), "--out", str(path)) == 2  # refuses to overwrite the input
     assert open(path).read().startswith("filepath,title,label")
+
+
+def _error_line(capsys):
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1, err
+    return err
+
+
+def test_inspect_names_the_short_shard(fx, tmp_path, capsys):
+    for s in range(2):
+        fx.shard(tmp_path / f"d-{s:06d}.tar", fx.caption_samples(10, "k", start=10 * s))
+    (tmp_path / "sizes.json").write_text(json.dumps({"d-000000.tar": 10, "d-000001.tar": 10}))
+    raw = (tmp_path / "d-000001.tar").read_bytes()
+    with tarfile.open(tmp_path / "d-000001.tar") as tf:  # cut where sample 17 starts, as a broken copy leaves it
+        cut = next(m.offset for m in tf.getmembers() if m.name.startswith("k00017."))
+    (tmp_path / "d-000001.tar").write_bytes(raw[:cut])
+    pattern = str(tmp_path / "d-{000000..000001}.tar")
+    r = inspect_data(DataConfig(format="wds", path=pattern))
+    assert (r["items"], r["usable"], r["bad"]) == (20, 17, 3)
+    assert any("d-000001.tar: short shard: 7 of 10 samples (sizes.json)" in line for line in r["unreadable"])
+    assert _run("inspect", pattern) == 0
+    assert "d-000001.tar: short shard: 7 of 10" in capsys.readouterr().out
+
+
+def test_inspect_and_convert_fail_when_nothing_is_usable(fx, tmp_path, capsys):
+    fx.shard(tmp_path / "z.tar", [(f"k{i}", {"jpg": b"", "txt": "cap"}) for i in range(3)])
+    assert _run("inspect", str(tmp_path / "z.tar")) == 2
+    err = _error_line(capsys)
+    assert err.startswith("tvdim: error: no usable samples") and "zero-byte image" in err
+    assert _run("convert", str(tmp_path / "z.tar"), "--to", "csv", "--out", str(tmp_path / "o")) == 2
+    assert "no usable samples" in _error_line(capsys)
+    missing = str(tmp_path / "nope-{000000..000003}.tar")
+    for argv in (("inspect", missing), ("convert", missing, "--to", "csv", "--out", str(tmp_path / "o2"))):
+        assert _run(*argv) == 2
+        assert "no shard of" in _error_line(capsys)
+    assert _run("inspect", str(tmp_path / "*.tar")) == 2
+    assert "brace notation" in _error_line(capsys)
+
+
+def test_table_format_on_a_tar_is_a_clear_error(fx, tmp_path, capsys):
+    fx.shard(tmp_path / "d.tar", fx.caption_samples(3))
+    assert _run("inspect", str(tmp_path / "d.tar"), "--format", "csv") == 2
+    err = _error_line(capsys)
+    assert "not a text table" in err and "\\x00" not in err and "\x00" not in err and len(err) < 300
+
+
+def test_every_caption_survives_conversion_and_is_used_by_default(fx, tmp_path):
+    path = _table(fx, tmp_path)  # image 0 has two captions
+    to_wds(TableDataset(path, "csv"), tmp_path / "shards")
+    from tvdim.data.formats.wds import WdsStream
+    first = next(iter(WdsStream(str(tmp_path / "shards"), WdsDecoder(), shuffle=False)))  # data.text_key=txt
+    assert first.captions == ["a red square 0", "second caption"]
+    ev = WdsIndexed(str(tmp_path / "shards"), WdsDecoder())
+    assert ev[0].captions == ["a red square 0", "second caption"]
+
+
+def _karpathy(fx, tmp_path):
+    images = tmp_path / "Flicker8k_Dataset"
+    images.mkdir(parents=True)
+    entries = []
+    for i, split in enumerate(["train", "train", "train", "test", "test"]):
+        (images / f"{i}.jpg").write_bytes(fx.jpeg(16, (i * 40, 0, 0)))
+        sentences = [{"raw": f"cap {i} a"}, {"raw": f"cap {i} b"}]
+        entries.append({"filename": f"{i}.jpg", "split": split, "sentences": sentences})
+    ann = tmp_path / "annotations" / "dataset_flickr8k.json"
+    ann.parent.mkdir()
+    ann.write_text(json.dumps({"images": entries}))
+    return ann, images
+
+
+def test_two_splits_into_one_folder_keep_both_sizes(fx, tmp_path):
+    ann, images = _karpathy(fx, tmp_path)
+    out = str(tmp_path / "shards")
+    assert _run("convert", str(ann), "--root", str(images), "--out", out, "--prefix", "train") == 0
+    assert _run("convert", str(ann), "--root", str(images), "--split", "test", "--out", out, "--prefix", "test") == 0
+    assert json.loads((tmp_path / "shards" / "sizes.json").read_text()) == {"train-000000.tar": 3, "test-000000.tar": 2}
+
+
+def test_karpathy_without_the_image_folder_says_where_it_looked(fx, tmp_path, capsys):
+    ann, _ = _karpathy(fx, tmp_path)
+    for argv in (("inspect", str(ann)), ("convert", str(ann), "--out", str(tmp_path / "o"))):
+        assert _run(*argv) == 2
+        err = _error_line(capsys)
+        assert "annotations" in err and "0.jpg" in err and "--root" in err
+
+
+def test_corrupt_captions_refuses_missing_or_broken_shards(fx, tmp_path, capsys):
+    assert _run("corrupt-captions", str(tmp_path / "nope-{000000..000001}.tar"), "--out", str(tmp_path / "o")) == 2
+    assert "no shard of" in _error_line(capsys)
+    (tmp_path / "pairs.csv").write_text("filepath,title\na.jpg,a caption\n")
+    assert _run("corrupt-captions", str(tmp_path / "pairs.csv"), "--format", "wds", "--out", str(tmp_path / "o")) == 2
+    assert "pairs.csv" in _error_line(capsys)

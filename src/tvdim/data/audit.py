@@ -40,7 +40,7 @@ def _embed(loaded: Any, source: Any, device: str, batch: int, max_bad: float, pr
         for i in tqdm(range(len(source)), desc="score-pairs", disable=not progress, dynamic_ncols=True):
             s = source[i]
             if isinstance(s, BadSample):
-                tracker.bad(s.key, s.reason)
+                tracker.bad(s.key, s.reason, s.count)
                 continue
             if not s.captions:
                 tracker.bad(s.key, "no caption (nothing to score)")

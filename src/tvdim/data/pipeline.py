@@ -4,19 +4,28 @@ Map-style sources get exact, resumable order: :class:`ResumableSampler` yields `
 :class:`PretrainDataset` seeds each sample's augmentation from ``(seed, epoch, index)``, so a resumed run sees the
 same views as an uninterrupted one, with any number of workers. Streaming sources (WebDataset) are wrapped by
 :class:`StreamingPretrainDataset`.
+
+Bad-sample accounting: every unusable sample travels with the batch as a ``(key, reason, count)`` record
+(``batch["bad"]``) and ``batch["usable"]`` counts the usable samples drawn, for
+:meth:`~tvdim.data.quality.SkipTracker.record_batch`. Each bad sample is reported once per epoch (map-style: when
+its own index is drawn, not again when it is skipped while looking for a replacement). A stream also enforces the
+bad-sample policy itself, so a stream that never yields a usable sample stops with the reasons instead of
+waiting forever.
 """
 from __future__ import annotations
 
 import hashlib
 import random
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
 import torch
 from torch.utils.data import Dataset, IterableDataset, Sampler
 
-from ..errors import DataError
+from ..errors import DataError, TvdimError
+from .quality import SkipTracker
 from .sample import BadSample, Sample
 from .transforms import TwoViews, eval_transform
 
@@ -39,7 +48,8 @@ class PretrainItem:
     caption: str
     labels: dict[str, int]
     key: str
-    skipped: list[tuple[str, str]] = field(default_factory=list)  # unusable samples replaced by this one
+    skipped: list[tuple[str, str, int]] = field(default_factory=list)  # (key, reason, count) skipped before it
+    replaces: bool = False  # map-style: stands in for the unusable sample drawn at its index
 
 
 def to_item(sample: Sample | BadSample, views: TwoViews, rng_seed: int, index: int, paired_fraction: float,
@@ -71,46 +81,95 @@ class PretrainDataset(Dataset):
         return self.n
 
     def __getitem__(self, code: int) -> PretrainItem:
-        """An unusable sample is replaced by the next usable one (so batches keep their size on every rank)."""
+        """An unusable sample is replaced by the next usable one (so batches keep their size on every rank).
+        Only the drawn sample is reported bad: the ones skipped on the way are reported when they are drawn."""
         epoch, index = divmod(int(code), self.n)
-        skipped: list[tuple[str, str]] = []
+        skipped: list[tuple[str, str, int]] = []
         for k in range(min(self.n, self.MAX_TRIES)):
             i = (index + k) % self.n
             item = to_item(self.source[i], self.views, _seed(self.seed, epoch, i), i, self.paired_fraction, self.seed)
             if isinstance(item, BadSample):
-                skipped.append((item.key, item.reason))
+                skipped.append((item.key, item.reason, item.count))
                 continue
-            item.skipped = skipped
+            item.skipped, item.replaces = skipped[:1], k > 0
             return item
-        raise DataError(f"{len(skipped)} consecutive unusable samples from index {index}; first: {skipped[:3]}")
+        raise DataError(f"{len(skipped)} consecutive unusable samples from index {index}; first: "
+                        + "; ".join(f"{key}: {reason}" for key, reason, _ in skipped[:3]))
 
     MAX_TRIES = 64
 
 
 class StreamingPretrainDataset(IterableDataset):
-    """Pretraining data over a streaming source (an iterable of Samples, e.g. WebDataset shards)."""
+    """Pretraining data over a streaming source (an iterable of Samples, e.g. WebDataset shards).
 
-    def __init__(self, source: Any, image_size: int, seed: int = 0, paired_fraction: float = 1.0) -> None:
+    Endless (pass after pass). Each reader (worker) applies the bad-sample policy to what it reads: a
+    :class:`DataError` when more than ``max_bad_fraction`` is unusable (see :class:`SkipTracker`) or when a whole
+    pass over its share gave no usable sample, naming the source and the first reasons.
+    """
+
+    def __init__(self, source: Any, image_size: int, seed: int = 0, paired_fraction: float = 1.0,
+                 max_bad_fraction: float = 0.05) -> None:
         self.source, self.views, self.seed, self.paired_fraction = source, TwoViews(image_size), seed, paired_fraction
-        self.epoch = 0
+        self.max_bad_fraction, self.epoch = max_bad_fraction, 0
 
     def __iter__(self) -> Iterator[PretrainItem]:
         info = torch.utils.data.get_worker_info()
         wid = info.id if info else 0
-        skipped: list[tuple[str, str]] = []
+        tracker = SkipTracker(self.max_bad_fraction, log_first=3, warn=False)  # the trainer logs them
+        skipped: list[tuple[str, str, int]] = []
         while True:  # endless: the loop decides when to stop
             if hasattr(self.source, "set_epoch"):
                 self.source.set_epoch(self.epoch)
+            n_good = 0
             for i, sample in enumerate(self.source):
                 key_hash = _seed(sample.key) if hasattr(sample, "key") else i
                 item = to_item(sample, self.views, _seed(self.seed, self.epoch, wid, i), key_hash,
                                self.paired_fraction, self.seed)
                 if isinstance(item, BadSample):
-                    skipped.append((item.key, item.reason))
+                    tracker.bad(item.key, item.reason, item.count)
+                    tracker.check()
+                    skipped.append((item.key, item.reason, item.count))
                     continue
+                tracker.ok()
+                n_good += 1
                 item.skipped, skipped = skipped, []
                 yield item
+            if n_good == 0:
+                name = getattr(self.source, "pattern", "") or "the training data"
+                share = f" (the share of data-loader worker {wid})" if info else ""
+                found = (f"{tracker.n_bad} unusable, first reasons: " + "; ".join(tracker.reasons)
+                         if tracker.reasons else "it holds no sample at all")
+                raise DataError(f"no usable sample in a full pass over {name}{share}; {found}")
             self.epoch += 1
+
+
+@contextmanager
+def batches(loader: Any) -> Iterator[Iterator[dict[str, Any]]]:
+    """``iter(loader)`` whose data-loader workers are shut down on leaving, also after an error (left to garbage
+    collection, workers that ignore SIGTERM keep the process from exiting)."""
+    it = iter(loader)
+    try:
+        yield it
+    finally:
+        shutdown = getattr(it, "_shutdown_workers", None)
+        if shutdown is not None:
+            shutdown()
+        for w in getattr(it, "_workers", []):  # still blocked in a read (a slow pipe:): SIGTERM is ignored there
+            if w.is_alive():
+                w.kill()
+
+
+def next_batch(it: Iterator[dict[str, Any]]) -> dict[str, Any]:
+    """``next(it)`` on a DataLoader iterator; an error raised in a data-loader worker keeps its one-line
+    message (the DataLoader otherwise adds the worker's traceback to it)."""
+    try:
+        return next(it)
+    except TvdimError as exc:
+        text = str(exc)
+        if "Original Traceback" not in text:
+            raise
+        marker = f"{type(exc).__module__}.{type(exc).__qualname__}: "
+        raise type(exc)(text[text.rfind(marker) + len(marker):].strip() if marker in text else text) from None
 
 
 class ResumableSampler(Sampler[int]):
@@ -149,7 +208,8 @@ class Collator:
         self.tokenizer, self.tasks = tokenizer, tasks
 
     def __call__(self, good: list[PretrainItem]) -> dict[str, Any]:
-        batch: dict[str, Any] = {"bad": [kr for it in good for kr in it.skipped], "n": len(good)}
+        batch: dict[str, Any] = {"bad": [rec for it in good for rec in it.skipped], "n": len(good),
+                                 "usable": sum(not it.replaces for it in good)}
         batch["x1"] = torch.stack([it.x1 for it in good])
         batch["x2"] = torch.stack([it.x2 for it in good])
         captions = [it.caption for it in good]

@@ -33,8 +33,10 @@ class BadSample:
     """Placeholder a reader yields instead of raising when one sample is unusable.
 
     The pipeline skips it, counts it, logs the first few ``reason`` strings with ``key`` and stops the run
-    when the skipped fraction passes ``data.max_bad_fraction`` (see :mod:`tvdim.data.quality`).
+    when the skipped fraction passes ``data.max_bad_fraction`` (see :mod:`tvdim.data.quality`). ``count`` > 1
+    when one record stands for several lost samples (a shard shorter than its ``sizes.json`` count).
     """
 
     key: str
     reason: str
+    count: int = 1

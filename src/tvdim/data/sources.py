@@ -63,13 +63,15 @@ def split_path(cfg: DataConfig, split: str) -> str:
 
 
 def build_source(cfg: DataConfig, split: str = "train", image_size: int | None = None,
-                 download: bool = False) -> Any:
+                 download: bool = False, require_text: bool | None = None) -> Any:
     """Dataset (map-style or iterable) yielding :class:`Sample` | :class:`BadSample` for ``split``.
 
     Args:
         cfg: data configuration. split: train | eval_train | test (| val for karpathy).
         image_size: target training size; enables JPEG draft decoding at that size (None = full decode).
         download: torchvision sets only — allow downloading into the root folder.
+        require_text: a sample without a usable caption is a :class:`BadSample` (default: for ``train``). An
+            image-only method (amdim, supervised) passes False so such images are still used.
     """
     _check(cfg, split)
     if cfg.format == "synthetic":
@@ -78,26 +80,27 @@ def build_source(cfg: DataConfig, split: str = "train", image_size: int | None =
         return build_synthetic(cfg, split, image_size)
     path = split_path(cfg, split)
     train = split == "train"
+    need_text = train if require_text is None else require_text
     common = {"max_pixels": cfg.max_image_pixels, "draft_size": image_size}
     if cfg.format in ("csv", "tsv", "jsonl"):
         from .formats.table import TableDataset
 
-        return TableDataset(path, cfg.format, cfg.root, cfg.image_key, cfg.caption_key, cfg.label_key,
-                            cfg.separator, require_caption=train, **common)
+        return _checked(TableDataset(path, cfg.format, cfg.root, cfg.image_key, cfg.caption_key, cfg.label_key,
+                                     cfg.separator, require_caption=need_text, **common))
     if cfg.format == "coco":
         from .formats.coco import CocoCaptions
 
-        return CocoCaptions(path, cfg.root, require_caption=train, **common)
+        return _checked(CocoCaptions(path, cfg.root, require_caption=need_text, **common))
     if cfg.format == "karpathy":
         from .formats.coco import KarpathyCaptions
 
         ksplit = {"train": "train", "eval_train": "train"}.get(split, split)
-        return KarpathyCaptions(path, ksplit, cfg.root, require_caption=train, **common)
+        return _checked(KarpathyCaptions(path, ksplit, cfg.root, require_caption=need_text, **common))
     if cfg.format == "wds":
         from .formats.wds import WdsDecoder, WdsStream
         from .formats.wds_eval import WdsIndexed
 
-        dec = WdsDecoder(cfg.text_key, cfg.label_ext, require_text=train, max_pixels=cfg.max_image_pixels,
+        dec = WdsDecoder(cfg.text_key, cfg.label_ext, require_text=need_text, max_pixels=cfg.max_image_pixels,
                          draft_size=image_size)
         if train:
             return WdsStream(path, dec, shuffle=cfg.shuffle_buffer > 0, shuffle_buffer=cfg.shuffle_buffer,
@@ -110,6 +113,12 @@ def build_source(cfg: DataConfig, split: str = "train", image_size: int | None =
     from .formats.labelled import torchvision_set
 
     return torchvision_set(cfg.format, path, "test" if split == "test" else "train", download=download)
+
+
+def _checked(ds: Any) -> Any:
+    """A reader of image paths after checking its image folder holds the images (see ``check_images``)."""
+    ds.check_images()
+    return ds
 
 
 def iter_samples(cfg: DataConfig, split: str = "train", image_size: int | None = None,
@@ -169,14 +178,15 @@ def num_samples(cfg: DataConfig, split: str = "train") -> int:
     if split == "train" and cfg.num_samples > 0:
         return cfg.num_samples
     if cfg.format == "wds":
-        from .formats.wds import expand_urls, shard_sizes
+        from .formats.wds import expand_urls, is_remote, iter_tar_groups, shard_sizes
         from .formats.wds_eval import index_shard
 
         urls = expand_urls(split_path(cfg, split))
         sizes = shard_sizes(urls)
         if sizes is not None:
             return sum(sizes.values())
-        return sum(1 for u in urls for e in index_shard(u) if isinstance(e, tuple))
+        return sum(1 for u in urls for e in (iter_tar_groups(u) if is_remote(u) else index_shard(u))
+                   if isinstance(e, tuple))
     ds = build_source(cfg, split)
     try:
         return len(ds)

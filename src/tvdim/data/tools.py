@@ -1,6 +1,7 @@
 """``tvdim data inspect | convert | corrupt-captions | score-pairs``: functions plus their argparse registration.
 
-``cli.py`` calls :func:`add_data_commands(subparsers)`; each handler returns an exit status (0 ok, 2 data error).
+``cli.py`` calls :func:`add_data_commands(subparsers)`; each handler returns an exit status (0 ok, 2 data error:
+one line ``tvdim: error: ...``, also when a source has no usable sample or a pattern matches no file).
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import DataConfig
-from ..errors import TvdimError
+from ..errors import DataError, TvdimError
 from .sample import BadSample
 
 
@@ -75,12 +76,13 @@ def inspect_data(cfg: DataConfig, split: str = "train", limit: int = 0) -> dict[
     bad: list[str] = []
     n_bad = 0
     for s in _items(ds):
-        n += 1
-        if isinstance(s, BadSample):
-            n_bad += 1
+        if isinstance(s, BadSample):  # one record may stand for several lost samples (a short shard)
+            n += s.count
+            n_bad += s.count
             if len(bad) < 20:
                 bad.append(f"{s.key}: {s.reason}")
         else:
+            n += 1
             good += 1
             n_caps += len(s.captions)
             cap_lens.extend(len(c.split()) for c in s.captions)
@@ -112,6 +114,9 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(json.dumps(report, indent=1))
     else:
         _print_report(report)
+    if not report["usable"]:
+        first = f"; first: {report['unreadable'][0]}" if report["unreadable"] else ""
+        raise DataError(f"no usable samples in {report['path']} ({report['items']} items){first}")
     return 0
 
 
@@ -146,7 +151,7 @@ def _guard(fn: Any) -> Any:
         try:
             return fn(args)
         except TvdimError as exc:
-            print(f"error: {exc}", file=sys.stderr)
+            print(f"tvdim: error: {exc}", file=sys.stderr)
             return 2
     return run
 

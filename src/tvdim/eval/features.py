@@ -47,7 +47,7 @@ def extract_features(encoder: AmdimEncoder, source: Any, image_size: int, batch_
         good = []
         for it in items:
             if isinstance(it, BadSample):
-                tracker.bad(it.key, it.reason)
+                tracker.bad(it.key, it.reason, it.count)
             else:
                 tracker.ok()
                 good.append(it)

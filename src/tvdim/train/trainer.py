@@ -6,9 +6,10 @@ import json
 import logging
 import signal
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterator
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
@@ -17,7 +18,8 @@ from tqdm import tqdm
 
 from ..config import Config, DataConfig, to_plain
 from ..data.formats.wds import expand_urls
-from ..data.pipeline import Collator, PretrainDataset, ResumableSampler, StreamingPretrainDataset
+from ..data.pipeline import (Collator, PretrainDataset, ResumableSampler, StreamingPretrainDataset, batches,
+                             next_batch)
 from ..data.quality import SkipTracker
 from ..data.sources import build_source, caption_corpus
 from ..errors import CheckpointError, ConfigError, DataError, NonFiniteLossError, TvdimError
@@ -85,7 +87,9 @@ def make_loader(cfg: Config, source: Any, tokenizer: CaptionTokenizer | None, ta
         sampler = ResumableSampler(len(ds), bs, cfg.train.seed, dinfo.rank, dinfo.world_size, start_step)
         extra: dict[str, Any] = {"sampler": sampler}
     else:  # streaming (WebDataset): ranks / workers split shards inside the source
-        ds, extra = StreamingPretrainDataset(source, size, cfg.train.seed + start_step, cfg.data.paired_fraction), {}
+        ds = StreamingPretrainDataset(source, size, cfg.train.seed + start_step, cfg.data.paired_fraction,
+                                      cfg.data.max_bad_fraction)
+        extra = {}
     # A private generator: creating the iterator must not draw from the global RNG (exact resume).
     gen = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + start_step)
     return DataLoader(ds, batch_size=bs, num_workers=workers, collate_fn=Collator(tokenizer, tasks), pin_memory=pin,
@@ -100,12 +104,18 @@ def ignore_stop_signals(worker_id: int) -> None:
         signal.signal(signal.SIGUSR1, signal.SIG_IGN)
 
 
+class _StopWaiting(BaseException):
+    """A stop signal arrived while the loop was waiting for data (BaseException: no data code swallows it)."""
+
+
 class _StopFlag:
-    """Set by SIGTERM / SIGUSR1 (preemption): the loop checkpoints and exits at the next step boundary."""
+    """Set by SIGTERM / SIGUSR1 (preemption): the loop checkpoints and exits at the next step boundary, or at
+    once while it waits for data (:meth:`waiting`)."""
 
     def __init__(self) -> None:
         self.signum: int | None = None
         self._old: dict[int, Any] = {}
+        self._interrupt = False
 
     def __enter__(self) -> "_StopFlag":
         for sig in (signal.SIGTERM, getattr(signal, "SIGUSR1", None)):
@@ -118,6 +128,20 @@ class _StopFlag:
 
     def _handle(self, signum: int, frame: Any) -> None:
         self.signum = signum
+        if self._interrupt:
+            self._interrupt = False
+            raise _StopWaiting()
+
+    @contextmanager
+    def waiting(self, enabled: bool = True) -> Iterator[None]:
+        """While waiting for data a signal raises :class:`_StopWaiting` (one process only: ranks must agree)."""
+        self._interrupt = enabled
+        try:
+            if enabled and self.signum is not None:
+                raise _StopWaiting()
+            yield
+        finally:
+            self._interrupt = False
 
     def requested(self, world_size: int, device: torch.device) -> bool:
         """True when any rank got a signal (all ranks agree, so they checkpoint at the same step)."""
@@ -215,9 +239,9 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
     precision = resolve_precision(cfg.train.precision, device)
     torch.manual_seed(cfg.train.seed)
 
-    source = build_source(cfg.data, "train", cfg.model.image_size)
-    tasks = source_tasks(source, cfg.data)
     text_on = uses_text(cfg.train.method)
+    source = build_source(cfg.data, "train", cfg.model.image_size, require_text=text_on)
+    tasks = source_tasks(source, cfg.data)
     tokenizer = build_tokenizer(cfg, dinfo, out, state.get("tokenizer") if state else None) if text_on else None
     method = build_method(cfg, {t: len(names) for t, names in tasks.items()}, tokenizer.vocab_size if tokenizer else None)
     if cfg.model.channels_last:
@@ -281,16 +305,20 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
                desc=cfg.train.method, dynamic_ncols=True)
     stopped = False
     t_last, n_last, wait = time.perf_counter(), seen, 0.0
-    it = iter(loader)
-    with _StopFlag() as stop:
+    with batches(loader) as it, _StopFlag() as stop:
         while step < cfg.train.steps:
             t0 = time.perf_counter()
-            batch = next(it)
+            try:
+                with stop.waiting(dinfo.world_size == 1):
+                    batch = next_batch(it)
+            except _StopWaiting:
+                last_good, stopped = checkpoint(), True
+                log.warning("stop signal received while waiting for data: checkpoint written to %s at step %d; "
+                            "continue with --resume latest", last_good, step)
+                logger.write({"step": step, "stopped": "signal", "checkpoint": str(last_good)}, step)
+                break
             wait += time.perf_counter() - t0
-            for key, reason in batch["bad"]:
-                tracker.bad(key, reason)
-            tracker.ok(batch["n"])
-            tracker.check()
+            tracker.record_batch(batch)
             batch = _to_device(batch, device, cfg.model.channels_last)
             method.train()
             with autocast(precision, device):

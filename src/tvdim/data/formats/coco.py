@@ -7,6 +7,11 @@ COCO: ``{"images": [{"id", "file_name"}], "annotations": [{"image_id", "caption"
 Karpathy (``dataset_coco.json`` / ``dataset_flickr30k.json``): ``{"images": [{"filename", "filepath"?, "split",
 "sentences": [{"raw"}]}]}``; images are ``root/filepath/filename``. ``split`` selects ``train`` (which also takes
 ``restval``), ``val`` or ``test``.
+
+The JSON files usually live apart from the images (``annotations/``, Flickr8k's ``Flicker8k_Dataset/``), so
+:meth:`check_images` (called by ``build_source``) stops with a :class:`DataError` saying where it looked and how to
+set the image folder when none of the images checked exists under ``root``, instead of reporting every sample as
+bad.
 """
 from __future__ import annotations
 
@@ -18,9 +23,10 @@ from torch.utils.data import Dataset
 
 from ...errors import DataError
 from ..sample import BadSample, Sample
-from .images import clean_captions, decode_image
+from .images import check_image_folder, clean_captions, decode_image
 
 KARPATHY_SPLITS = {"train": ("train", "restval"), "val": ("val",), "test": ("test",), "restval": ("restval",)}
+ROOT_HINT = ("set the image folder with data.root (--root for tvdim data); it defaults to the folder of {name}")
 
 
 def _load_json(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:
@@ -54,6 +60,11 @@ class _CaptionFile(Dataset):
     def __len__(self) -> int:
         return len(self.items)
 
+    def check_images(self) -> None:
+        """:class:`DataError` naming the folder looked in when none of 20 images checked exists."""
+        check_image_folder(lambda i: self.items[i][1], len(self.items), str(self.root),
+                           ROOT_HINT.format(name=self.path.name))
+
     def iter_captions(self) -> Iterator[str]:
         for _, _, caps, _ in self.items:
             yield from clean_captions(caps)
@@ -74,7 +85,7 @@ class CocoCaptions(_CaptionFile):
                  draft_size: int | None = None, require_caption: bool = True) -> None:
         super().__init__(max_pixels, draft_size, require_caption)
         self.path = Path(path)
-        root_p = Path(root) if root else self.path.parent
+        root_p = self.root = Path(root) if root else self.path.parent
         data = _load_json(self.path, ("images", "annotations"))
         caps: dict[Any, list[Any]] = {}
         for n, ann in enumerate(data["annotations"]):
@@ -101,7 +112,7 @@ class KarpathyCaptions(_CaptionFile):
         if split not in KARPATHY_SPLITS:
             raise DataError(f"unknown Karpathy split '{split}'; valid: {', '.join(KARPATHY_SPLITS)}")
         self.path, self.split = Path(path), split
-        root_p = Path(root) if root else self.path.parent
+        root_p = self.root = Path(root) if root else self.path.parent
         data = _load_json(self.path, ("images",))
         wanted = KARPATHY_SPLITS[split]
         self.items, found = [], set()

@@ -1,9 +1,12 @@
 """Format conversion and caption corruption behind ``tvdim data convert | corrupt-captions``.
 
 * :func:`to_wds`: any map-style source (table, COCO, Karpathy, ImageFolder, caption folder) -> WebDataset shards
-  ``{prefix}-{000000}.tar`` with ``per_shard`` samples each and a ``sizes.json``. Members: ``KEY.jpg`` (source
-  JPEG bytes passed through) or ``KEY.png`` (anything else, re-encoded), ``KEY.txt`` (first caption), ``KEY.json``
-  (``{"captions": [...], "source_key": ...}``), ``KEY.cls`` when labelled. Bad samples are skipped and counted.
+  ``{prefix}-{000000}.tar`` with ``per_shard`` samples each and a ``sizes.json`` (merged with one already in the
+  folder, so two splits converted into one folder with different ``--prefix`` keep both counts). Members:
+  ``KEY.jpg`` (source JPEG bytes passed through) or ``KEY.png`` (anything else, re-encoded), ``KEY.json``
+  (``{"captions": [every caption], "source_key": ...}``), ``KEY.txt`` (the first caption, for other WebDataset
+  tools), ``KEY.cls`` when labelled. tvdim's default ``data.text_key=txt`` reads every caption from ``KEY.json``
+  (see :class:`~tvdim.data.formats.wds.WdsDecoder`). Bad samples are skipped and counted.
 * :func:`wds_export`: WebDataset -> ``images/`` + ``data.csv`` (one row per caption) or ``captions.json`` (COCO).
 * :func:`corrupt_captions`: copy of wds shards / a CSV-TSV-JSONL table with captions swapped (``swap``), words
   shuffled (``shuffle-words``) or removed (``drop``) at rate ``p`` (seeded). Never overwrites the input; every
@@ -23,7 +26,7 @@ from typing import Any, Callable, Iterator
 from ...errors import DataError
 from ..sample import BadSample, Sample
 from .images import IMAGE_EXTS, clean_captions, decode_image
-from .wds import WdsDecoder, checked_groups, expand_urls
+from .wds import WdsDecoder, check_exists, checked_groups, expand_urls, known_sizes
 
 MODES = ("swap", "shuffle-words", "drop")
 
@@ -133,15 +136,33 @@ def to_wds(ds: Any, out_dir: str | Path, prefix: str = "data", per_shard: int = 
     close()
     if not sizes:
         raise DataError(f"no usable samples to convert; first reasons: {'; '.join(bad[:5])}")
-    (out / "sizes.json").write_text(json.dumps(sizes, indent=1))
+    merged = _read_sizes(out / "sizes.json")
+    merged.update(sizes)
+    _atomic_write(out / "sizes.json", lambda tmp: tmp.write_text(json.dumps(merged, indent=1)))
     return {"samples": sum(sizes.values()), "bad": len(bad), "shards": len(sizes), "bad_reasons": bad[:20]}
+
+
+def _read_sizes(path: Path) -> dict[str, int]:
+    """An existing ``sizes.json`` (empty when absent); an unreadable one is an error, never overwritten."""
+    if not path.is_file():
+        return {}
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as exc:
+        raise DataError(f"{path} exists but is not valid JSON ({exc}); move it away to convert into this folder")
+    if not isinstance(data, dict):
+        raise DataError(f"{path} exists but is not a {{shard: count}} object; move it away to convert here")
+    return data
 
 
 def _wds_samples(pattern: str, text_key: str) -> Iterator[tuple[str, str, bytes, Sample | BadSample]]:
     """(key, image ext, raw image bytes, decoded sample) for every sample in the shards, in order."""
     dec = WdsDecoder(text_key, require_text=False)
-    for url in expand_urls(pattern):
-        for g in checked_groups(url, dec):
+    urls = expand_urls(pattern)
+    check_exists(pattern, urls)
+    sizes = known_sizes(urls)
+    for url in urls:
+        for g in checked_groups(url, dec, sizes.get(url)):
             if isinstance(g, BadSample):
                 yield g.key, "", b"", g
                 continue
@@ -158,18 +179,23 @@ def wds_export(pattern: str, out_dir: str | Path, fmt: str = "csv", text_key: st
     if fmt not in ("csv", "coco"):
         raise DataError(f"unknown export format '{fmt}'; valid: csv, coco")
     out = Path(out_dir)
-    (out / "images").mkdir(parents=True, exist_ok=True)
     rows, images, anns, bad = [], [], [], []
+    n_bad = 0
     for key, ext, raw, s in _wds_samples(pattern, text_key):
         if isinstance(s, BadSample):
             bad.append(f"{s.key}: {s.reason}")
+            n_bad += s.count
             continue
+        if not images:
+            (out / "images").mkdir(parents=True, exist_ok=True)
         rel = f"images/{key.replace('/', '_')}.{ext}"
         (out / rel).write_bytes(raw)
         label = s.labels.get("label", "")
         rows.extend({"filepath": rel, "title": c, "label": label} for c in (s.captions or [""]))
         images.append({"id": len(images), "file_name": rel, **({"label": label} if label != "" else {})})
         anns.extend({"id": len(anns) + j, "image_id": images[-1]["id"], "caption": c} for j, c in enumerate(s.captions))
+    if not images:
+        raise DataError(f"no usable samples in {pattern}; first reasons: {'; '.join(bad[:5]) or '(none)'}")
     if fmt == "csv":
         cols = ["filepath", "title"] + (["label"] if any(r["label"] != "" for r in rows) else [])
 
@@ -181,5 +207,5 @@ def wds_export(pattern: str, out_dir: str | Path, fmt: str = "csv", text_key: st
         _atomic_write(out / "data.csv", write)
     else:
         _atomic_write(out / "captions.json", lambda tmp: tmp.write_text(json.dumps({"images": images, "annotations": anns})))
-    return {"samples": len(images), "bad": len(bad), "bad_reasons": bad[:20],
+    return {"samples": len(images), "bad": n_bad, "bad_reasons": bad[:20],
             "file": str(out / ("data.csv" if fmt == "csv" else "captions.json"))}

@@ -26,7 +26,8 @@ from ...errors import DataError
 from .convert import MODES, _add, _atomic_write
 from .images import decode_text
 from .table import read_rows
-from .wds import expand_urls, split_key
+from ..sample import BadSample
+from .wds import check_exists, expand_urls, iter_tar_groups
 
 
 MANIFEST = "corrupted.json"  # beside corrupted shards: the keys whose captions were changed
@@ -112,22 +113,20 @@ def _read_caps(files: dict[str, bytes]) -> list[str]:
 
 
 def _groups(url: str) -> list[tuple[str, dict[str, bytes], list[str]]]:
-    """(key, {ext: bytes}, member order) of a whole shard (shards are small enough to hold in memory)."""
+    """(key, {ext: bytes}, member order) of a whole shard (shards are small enough to hold in memory); a shard
+    that cannot be read whole is an error (a copy would silently lose its samples)."""
     out: list = []
-    with tarfile.open(url, "r|*") as tf:
-        for ti in tf:
-            parts = split_key(ti.name) if ti.isfile() else None
-            if parts is None:
-                continue
-            if not out or out[-1][0] != parts[0]:
-                out.append((parts[0], {}, []))
-            out[-1][1][parts[1]] = tf.extractfile(ti).read()  # type: ignore[union-attr]
-            out[-1][2].append(parts[1])
+    for g in iter_tar_groups(url):
+        if isinstance(g, BadSample):
+            raise DataError(f"cannot copy {url}: {g.reason}")
+        key, files = g
+        out.append((key, files, list(files)))
     return out
 
 
 def _corrupt_wds(pattern: str, out: Path, c_args: tuple) -> dict[str, Any]:
     urls = expand_urls(pattern)
+    check_exists(pattern, urls)
     for u in urls:
         _check_out(Path(u).parent, out)
     shards = [(u, _groups(u)) for u in urls]

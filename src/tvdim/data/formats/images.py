@@ -14,19 +14,42 @@ from __future__ import annotations
 
 import io
 import os
+import threading
 import warnings
 from pathlib import Path
-from typing import Iterable, Union
+from typing import Callable, Iterable, Union
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from ...errors import DataError
 from ..sample import BadSample
 
 IMAGE_EXTS = ("jpg", "jpeg", "png", "webp", "bmp", "gif", "tif", "tiff")
 MAX_CAPTION_CHARS = 1000
 
 ImageSource = Union[bytes, bytearray, memoryview, str, os.PathLike]
+_PIL_LIMIT = threading.Lock()
+
+
+def check_image_folder(path_of: "Callable[[int], Path | None]", n: int, where: str, hint: str) -> None:
+    """:class:`DataError` when none of 20 images spread over items ``0..n-1`` exists (``path_of(i)``: the image
+    file of item i, None when it has none): the image folder is wrong, which would otherwise show up as every
+    sample being bad. ``where``: the folder looked in; ``hint``: how to set it."""
+    probe = [p for p in (path_of(i) for i in range(0, n, max(1, n // 20))) if p is not None][:20]
+    if probe and not any(p.is_file() for p in probe):
+        raise DataError(f"none of {len(probe)} images checked exists under {where} (e.g. {probe[0]}); {hint}")
+
+
+def _open(fp: "io.IOBase | str") -> Image.Image:
+    """``Image.open`` without PIL's own pixel limit: the caller applies ``max_image_pixels`` to the header, so
+    the limit and its message are tvdim's (PIL's global limit would also block a larger configured one)."""
+    with _PIL_LIMIT:
+        old, Image.MAX_IMAGE_PIXELS = Image.MAX_IMAGE_PIXELS, None
+        try:
+            return Image.open(fp)
+        finally:
+            Image.MAX_IMAGE_PIXELS = old
 
 
 def _to_rgb(img: Image.Image) -> Image.Image:
@@ -81,7 +104,7 @@ def decode_image(src: ImageSource, key: str, max_pixels: int = 89_478_485,
             fp = str(path)
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
-            img = Image.open(fp)
+            img = _open(fp)
             w, h = img.size
             if w * h > max_pixels:
                 return BadSample(key, f"decompression bomb: {w}x{h}={w * h} pixels > max_image_pixels={max_pixels}")
@@ -89,8 +112,8 @@ def decode_image(src: ImageSource, key: str, max_pixels: int = 89_478_485,
                 img.draft("RGB", (draft_size, draft_size))
             img.load()
             return _to_rgb(img)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        return BadSample(key, f"decompression bomb: {exc}")
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # a plugin's own check (e.g. frames)
+        return BadSample(key, f"decompression bomb: more pixels than max_image_pixels={max_pixels} allows")
     except UnidentifiedImageError:
         return BadSample(key, "not an image (PIL cannot identify the file)")
     except (OSError, SyntaxError, ValueError, EOFError, TypeError, MemoryError) as exc:

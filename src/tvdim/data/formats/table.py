@@ -5,7 +5,10 @@
   holding a JSON list (``["a", "b"]``) or a JSONL list value gives several captions.
 * ``label_key`` (optional) -> ``labels={"label": int}``.
 * Files are read as UTF-8; undecodable bytes become U+FFFD (see :mod:`.images`).
-* A missing column -> :class:`DataError` naming the file, the column and the columns found.
+* A missing column -> :class:`DataError` naming the file, the column and the columns found. A binary file (a tar
+  shard given as a table) is refused as "not a text table" instead of quoting its bytes as column names.
+* :meth:`check_images` (called by ``build_source``): when none of the images checked exists under ``root``
+  (default: the table's folder), :class:`DataError` says where it looked.
 * With ``require_caption`` (default), an image whose captions are all empty is a :class:`BadSample`;
   otherwise it is an image-only sample.
 """
@@ -13,6 +16,7 @@ from __future__ import annotations
 
 import csv
 import json
+import tarfile
 from pathlib import Path
 from typing import Any, Iterator
 
@@ -20,7 +24,7 @@ from torch.utils.data import Dataset
 
 from ...errors import DataError
 from ..sample import BadSample, Sample
-from .images import clean_captions, decode_image
+from .images import check_image_folder, clean_captions, decode_image
 
 csv.field_size_limit(1 << 27)
 
@@ -46,6 +50,11 @@ def read_rows(path: str | Path, fmt: str, separator: str = ",") -> tuple[list[st
     path = Path(path)
     if not path.is_file():
         raise DataError(f"table file not found: {path}")
+    with open(path, "rb") as raw:
+        head = raw.read(8192)
+    if b"\0" in head:
+        what = "a tar archive: use data.format=wds (--format wds)" if tarfile.is_tarfile(path) else "binary data"
+        raise DataError(f"{path} is not a text table (format {fmt}); it holds {what}")
     fh = open(path, encoding="utf-8-sig", errors="replace", newline="")
     if fmt == "jsonl":
         records: list[tuple[int, dict]] = []
@@ -93,7 +102,9 @@ class TableDataset(Dataset):
         needed = [k for k in (image_key, caption_key, label_key) if k]
         for key in needed:
             if key not in cols:
-                raise DataError(f"{self.path}: missing column '{key}'; columns found: {', '.join(cols) or '(none)'}"
+                found = ", ".join(cols) or "(none)"
+                found = found if len(found) <= 200 else found[:200] + "..."
+                raise DataError(f"{self.path}: missing column '{key}'; columns found: {found!s}"
                                 + (" (is the separator right?)" if len(cols) == 1 else ""))
         order: dict[str, int] = {}
         self.items: list[tuple[str, list[Any], str]] = []  # (image path, raw captions, raw label)
@@ -112,6 +123,12 @@ class TableDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.items)
+
+    def check_images(self) -> None:
+        """:class:`DataError` naming the folder looked in when none of 20 images checked exists."""
+        check_image_folder(lambda i: self.image_path(i) if self.items[i][0] else None, len(self.items),
+                           str(self.root), f"image paths are relative to data.root (--root for tvdim data), "
+                           f"default the folder of {self.path.name}")
 
     def image_path(self, i: int) -> Path:
         p = Path(self.items[i][0])

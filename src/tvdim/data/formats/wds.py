@@ -1,17 +1,26 @@
 """WebDataset tar shards, streamed: :class:`WdsStream` (training) plus shared helpers.
 
 Shards are named by a pattern with brace notation (``data/train-{000000..000099}.tar``; several patterns joined
-with ``::``), expanded with :func:`webdataset.shardlists.expand_urls`. Tars are read here with :mod:`tarfile`
-in streaming mode (``r|*``, so ``.tar.gz`` works too) instead of webdataset's ``tarfile_to_samples``, because
-every failure must be *counted* per shard: a truncated / unreadable tar, an empty shard or a missing shard file
-is yielded as a :class:`BadSample` whose key is the shard path (one bad item per failure), and the samples
-before the failure are kept. Local files only (no ``pipe:`` / http urls).
+with ``::``), expanded with :func:`webdataset.shardlists.expand_urls`. A shard is a local path, or a URL
+(``https://...``, ``s3://...``) or a ``pipe:COMMAND`` opened with webdataset's own opener
+(:func:`webdataset.gopen.gopen`). Tars are read here with :mod:`tarfile` in streaming mode (``r|*``, so
+``.tar.gz`` works too) instead of webdataset's ``tarfile_to_samples``, because every failure must be *counted*
+per shard: a truncated / unreadable tar, an empty shard, a missing shard file or a failed command is yielded as a
+:class:`BadSample` whose key is the shard path, and the samples before the failure are kept.
+
+Damaged shards are never silent. Python's tarfile stops without an error at a garbled member header or at a cut
+that falls between members; both are detected from what follows (the end-of-archive marker is missing, or
+non-zero bytes were left unread). When ``sizes.json`` knows the shard's count, a shard that yields fewer samples
+is reported as short and every missing sample is counted (``BadSample.count``).
 
 Samples are groups of members sharing a key (``KEY.jpg``, ``KEY.txt``, ``KEY.cls``, ``KEY.json``):
 * image: first of ``jpg | jpeg | png | webp``;
 * text: ``text_key`` = an extension (``txt``) or ``json:FIELD`` (``json:captions``; a list gives several
-  captions); ``""`` / ``none`` = no text. If the first :data:`TEXT_CHECK_N` samples of a shard (or all of a
-  shorter shard) lack the configured text, :class:`DataError` names the configured key and the keys found;
+  captions); ``""`` / ``none`` = no text. ``txt`` (the default) takes every caption of a ``KEY.json`` that holds
+  a ``captions`` list (what ``tvdim data convert`` writes, with the first one in ``KEY.txt`` for other tools)
+  and ``KEY.txt`` otherwise, so no caption of a converted dataset is left unused. If the first
+  :data:`TEXT_CHECK_N` samples of a shard (or all of a shorter shard) lack the configured text,
+  :class:`DataError` names the configured key and the keys found;
 * label: ``{key}.{label_ext}`` (integer text) -> ``labels={"label": int}`` when present.
 
 Counts: ``sizes.json`` in the shard folder (``{"shard.tar": n}``) or img2dataset's ``{shard}_stats.json``
@@ -27,7 +36,7 @@ import tarfile
 import zlib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import IO, Any, Iterator
 
 from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.shardlists import expand_urls as _wds_expand
@@ -42,13 +51,38 @@ _KEY_RE = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
 Group = tuple[str, dict[str, bytes]]  # (key, ext -> bytes)
 
 
+def is_remote(url: str) -> bool:
+    """True for a ``pipe:`` command or a URL with a scheme (read through webdataset's opener)."""
+    return url.startswith("pipe:") or "://" in url
+
+
+def open_shard(url: str) -> IO[bytes]:
+    """A binary stream of one shard: a local file, or webdataset's ``gopen`` for URLs and ``pipe:`` commands."""
+    if is_remote(url):
+        from webdataset.gopen import gopen
+
+        return gopen(url, "rb")
+    return open(url, "rb")  # noqa: SIM115 - closed by the caller
+
+
+def close_shard(stream: Any, aborted: bool) -> None:
+    """Close a shard stream; a reader that stops early kills a ``pipe:`` command instead of waiting for it."""
+    proc = getattr(stream, "proc", None)
+    if aborted and proc is not None and proc.poll() is None:
+        proc.kill()
+    try:
+        stream.close()
+    except OSError:  # a killed command's exit status; the failure, if any, was reported already
+        pass
+
+
 def expand_urls(pattern: str | list[str]) -> list[str]:
-    """Brace / ``::`` pattern (or a folder -> its ``*.tar`` files, sorted) -> list of shard paths."""
+    """Brace / ``::`` pattern (or a folder -> its ``*.tar`` files, sorted) -> list of shard paths or URLs."""
     if isinstance(pattern, (list, tuple)):
         return [u for p in pattern for u in expand_urls(p)]
     if not pattern:
         raise DataError("no WebDataset shards given (data.path is empty)")
-    if Path(pattern).is_dir():
+    if not is_remote(pattern) and Path(pattern).is_dir():
         urls = sorted(str(p) for p in Path(pattern).glob("*.tar"))
         if not urls:
             raise DataError(f"folder {pattern} holds no *.tar shards")
@@ -56,11 +90,14 @@ def expand_urls(pattern: str | list[str]) -> list[str]:
     return list(_wds_expand(pattern))
 
 
-def shard_sizes(urls: list[str]) -> dict[str, int] | None:
-    """Sample count per shard from ``sizes.json`` or ``*_stats.json`` next to it; ``None`` if any is unknown."""
+def known_sizes(urls: list[str]) -> dict[str, tuple[int, str]]:
+    """(sample count, file it came from) for the local shards whose count ``sizes.json`` or img2dataset's
+    ``{shard}_stats.json`` beside them gives; shards with no known count are left out."""
     cache: dict[Path, dict] = {}
-    out: dict[str, int] = {}
+    out: dict[str, tuple[int, str]] = {}
     for url in urls:
+        if is_remote(url):
+            continue
         p = Path(url)
         if p.parent not in cache:
             f = p.parent / "sizes.json"
@@ -70,14 +107,55 @@ def shard_sizes(urls: list[str]) -> dict[str, int] | None:
                 cache[p.parent] = {}
         sizes = cache[p.parent]
         if p.name in sizes:
-            out[url] = int(sizes[p.name])
+            try:
+                out[url] = (int(sizes[p.name]), "sizes.json")
+            except (TypeError, ValueError):
+                pass
             continue
         stats = p.parent / (p.name.split(".")[0] + "_stats.json")
         try:
-            out[url] = int(json.loads(stats.read_text())["successes"])
+            out[url] = (int(json.loads(stats.read_text())["successes"]), stats.name)
         except (OSError, KeyError, ValueError, TypeError):
-            return None
+            pass
     return out
+
+
+def shard_sizes(urls: list[str]) -> dict[str, int] | None:
+    """Sample count per shard from ``sizes.json`` or ``*_stats.json`` next to it; ``None`` if any is unknown."""
+    known = known_sizes(urls)
+    return {u: known[u][0] for u in urls} if len(known) == len(urls) else None
+
+
+def shard_problem(url: str, n: int, problem: str, expected: tuple[int, str] | None) -> BadSample | None:
+    """The :class:`BadSample` for a shard that yielded ``n`` samples and stopped on ``problem`` ('' = cleanly),
+    counting every sample its known size says is missing; None when nothing is wrong."""
+    missing = expected[0] - n if expected and expected[0] > n else 0
+    if not problem and not missing:
+        return None
+    text = f"{problem} after {n} samples" if problem and n else problem
+    if missing:
+        text = f"short shard: {n} of {expected[0]} samples ({expected[1]})" + (f"; {text}" if text else "")
+    return BadSample(url, text, max(1, missing))
+
+
+def tail_problem(stream: Any) -> str:
+    """What is left after tarfile stopped without an error: '' after an end-of-archive block (zero padding
+    follows), else the damage it passed over silently (a garbled header, or a cut between members)."""
+    empty = True
+    while chunk := stream.read(tarfile.RECORDSIZE):
+        if chunk.strip(b"\0"):
+            return "unreadable member header (garbled?); the rest of the shard was skipped"
+        empty = False
+    return "no end-of-archive marker (the shard was cut short)" if empty else ""
+
+
+def _read_error(exc: BaseException, n: int) -> str:
+    text = f"{type(exc).__name__}: {exc}"
+    if str(exc) == "empty file":
+        return "empty shard (no data)"
+    if n == 0 and isinstance(exc, tarfile.ReadError):
+        return f"not a tar archive ({text})"
+    return f"truncated or unreadable tar ({text})"
 
 
 def split_key(name: str) -> tuple[str, str] | None:
@@ -88,42 +166,57 @@ def split_key(name: str) -> tuple[str, str] | None:
     return m.group(1), m.group(2).lower()
 
 
-def iter_tar_groups(url: str) -> Iterator[Group | BadSample]:
-    """Stream one shard as (key, {ext: bytes}) groups; failures become a :class:`BadSample` keyed by the shard."""
-    path = Path(url)
-    if not path.is_file():
-        yield BadSample(url, "missing shard file")
-        return
-    if path.stat().st_size == 0:
-        yield BadSample(url, "empty shard (0 bytes)")
-        return
-    key, files, n = None, {}, 0
+def iter_tar_groups(url: str, expected: tuple[int, str] | None = None) -> Iterator[Group | BadSample]:
+    """Stream one shard as (key, {ext: bytes}) groups; failures become a :class:`BadSample` keyed by the shard.
+
+    ``expected``: (count, source) from :func:`known_sizes`; a shard that yields fewer samples is reported short,
+    with one lost sample counted for each missing one."""
+    lost = expected[0] if expected else 1
+    if not is_remote(url):
+        path = Path(url)
+        if not path.is_file():
+            yield BadSample(url, "missing shard file", lost)
+            return
+        if path.stat().st_size == 0:
+            yield BadSample(url, "empty shard (0 bytes)", lost)
+            return
     try:
-        with tarfile.open(url, mode="r|*") as tf:
-            for ti in tf:
-                if not ti.isfile():
-                    continue
-                parts = split_key(ti.name)
-                if parts is None:
-                    continue
-                data = tf.extractfile(ti).read()  # type: ignore[union-attr]
-                if parts[0] != key:
-                    if key is not None:
-                        n += 1
-                        yield key, files
-                    key, files = parts[0], {}
-                files[parts[1]] = data
-    except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+        stream = open_shard(url)
+    except (OSError, ValueError) as exc:
+        yield BadSample(url, f"cannot open shard: {type(exc).__name__}: {exc}", lost)
+        return
+    key, files, n, problem, aborted = None, {}, 0, "", True
+    try:
+        try:
+            with tarfile.open(fileobj=stream, mode="r|*") as tf:
+                for ti in tf:
+                    if not ti.isfile():
+                        continue
+                    parts = split_key(ti.name)
+                    if parts is None:
+                        continue
+                    data = tf.extractfile(ti).read()  # type: ignore[union-attr]
+                    if parts[0] != key:
+                        if key is not None:
+                            n += 1
+                            yield key, files
+                        key, files = parts[0], {}
+                    files[parts[1]] = data
+                problem = tail_problem(tf.fileobj)
+            aborted = False
+            stream.close()  # a pipe: command reports a failed exit status here
+        except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
+            problem = _read_error(exc, n + (key is not None))
         if key is not None:
             n += 1
             yield key, files
-        yield BadSample(url, f"truncated or unreadable tar after {n} samples: {type(exc).__name__}: {exc}")
-        return
-    if key is not None:
-        n += 1
-        yield key, files
-    if n == 0:
-        yield BadSample(url, "empty shard (no samples)")
+        if n == 0 and not problem:
+            problem = "empty shard (no samples)"
+        bad = shard_problem(url, n, problem, expected)
+        if bad is not None:
+            yield bad
+    finally:
+        close_shard(stream, aborted)
 
 
 @dataclass
@@ -140,9 +233,21 @@ class WdsDecoder:
     def text_ext(self) -> str:
         return self.text_key.split(":", 1)[0] if self.text_key not in ("", "none") else ""
 
+    @property
+    def text_members(self) -> tuple[str, ...]:
+        """Member extensions :meth:`raw_text` may read."""
+        return (self.text_ext, "json") if self.text_key == "txt" else (self.text_ext,)
+
     def raw_text(self, files: dict[str, bytes]) -> list | str | bytes | None:
         """The configured text value or ``None`` if absent (json field missing counts as absent)."""
         ext = self.text_ext
+        if self.text_key == "txt" and "json" in files:  # all the captions tvdim data convert kept
+            try:
+                obj = json.loads(decode_text(files["json"]))
+            except json.JSONDecodeError:
+                obj = None
+            if isinstance(obj, dict) and isinstance(obj.get("captions"), list):
+                return obj["captions"]
         if not ext or ext not in files:
             return None
         if ":" not in self.text_key:
@@ -194,9 +299,10 @@ class WdsDecoder:
         return img if isinstance(img, BadSample) else Sample(key, img, caps, labels)
 
 
-def checked_groups(url: str, decoder: "WdsDecoder") -> Iterator[Group | BadSample]:
+def checked_groups(url: str, decoder: "WdsDecoder",
+                   expected: tuple[int, str] | None = None) -> Iterator[Group | BadSample]:
     """:func:`iter_tar_groups` after checking the shard's first groups carry the configured text key."""
-    it = iter_tar_groups(url)
+    it = iter_tar_groups(url, expected)
     head: list[Group | BadSample] = []
     for item in it:
         head.append(item)
@@ -207,11 +313,12 @@ def checked_groups(url: str, decoder: "WdsDecoder") -> Iterator[Group | BadSampl
     yield from it
 
 
-def iter_shard(url: str, decoder: "WdsDecoder", keep: tuple[int, int] = (0, 1)) -> Iterator[Sample | BadSample]:
+def iter_shard(url: str, decoder: "WdsDecoder", keep: tuple[int, int] = (0, 1),
+               expected: tuple[int, str] | None = None) -> Iterator[Sample | BadSample]:
     """Decoded samples of one shard; ``keep=(i, n)`` keeps only groups with index % n == i (shard errors
     are yielded by the reader with i == 0 only)."""
     idx = 0
-    for item in checked_groups(url, decoder):
+    for item in checked_groups(url, decoder, expected):
         if isinstance(item, BadSample):
             if keep[0] == 0:
                 yield item
@@ -219,6 +326,15 @@ def iter_shard(url: str, decoder: "WdsDecoder", keep: tuple[int, int] = (0, 1)) 
         if idx % keep[1] == keep[0]:
             yield decoder(url, *item)
         idx += 1
+
+
+def check_exists(pattern: str, urls: list[str]) -> None:
+    """DataError when no local shard of ``pattern`` exists (remote shards are checked when read)."""
+    if any(is_remote(u) or Path(u).is_file() for u in urls):
+        return
+    hint = (" (glob patterns are not expanded: use brace notation such as data-{000000..000009}.tar, or the "
+            "folder)" if any(c in pattern for c in "*?[") else "")
+    raise DataError(f"no shard of {pattern} exists (first expanded: {urls[0]}){hint}")
 
 
 def dist_info() -> tuple[int, int, int, int]:
@@ -250,12 +366,12 @@ class WdsStream(IterableDataset):
                  shuffle_buffer: int = 1000, resampled: bool = False, num_samples: int = 0, seed: int = 0) -> None:
         self.pattern = pattern if isinstance(pattern, str) else "::".join(pattern)
         self.urls = expand_urls(pattern)
-        if not any(Path(u).is_file() for u in self.urls):
-            raise DataError(f"no shard of {self.pattern} exists (first expanded: {self.urls[0]})")
+        check_exists(self.pattern, self.urls)
         self.decoder, self.shuffle, self.shuffle_buffer = decoder, shuffle, max(1, shuffle_buffer)
         self.resampled, self.seed, self.epoch = resampled, seed, 0
-        sizes = shard_sizes(self.urls)
-        self.total = num_samples or (sum(sizes.values()) if sizes else 0)
+        self.expected = known_sizes(self.urls)
+        known = len(self.expected) == len(self.urls)
+        self.total = num_samples or (sum(n for n, _ in self.expected.values()) if known else 0)
         if resampled and not self.total:
             raise DataError(f"resampled WebDataset {self.pattern} needs data.num_samples (no sizes.json / stats)")
 
@@ -272,15 +388,16 @@ class WdsStream(IterableDataset):
         if self.resampled:
             rng = random.Random(f"{self.seed}-{self.epoch}-{me}-shards")
             while True:
-                yield from iter_shard(rng.choice(urls), self.decoder)
+                url = rng.choice(urls)
+                yield from iter_shard(url, self.decoder, expected=self.expected.get(url))
         if self.shuffle:
             random.Random(self.seed + self.epoch).shuffle(urls)
         if len(urls) >= n:
             for url in urls[me::n]:
-                yield from iter_shard(url, self.decoder)
+                yield from iter_shard(url, self.decoder, expected=self.expected.get(url))
         else:
             for url in urls:
-                yield from iter_shard(url, self.decoder, keep=(me, n))
+                yield from iter_shard(url, self.decoder, keep=(me, n), expected=self.expected.get(url))
 
     def __iter__(self) -> Iterator[Sample | BadSample]:
         rank, world, worker, nw = dist_info()
@@ -307,5 +424,6 @@ def _shuffled(items: Iterator, size: int, rng: random.Random) -> Iterator:
     yield from buf
 
 
-__all__ = ["WdsStream", "WdsDecoder", "expand_urls", "shard_sizes", "iter_tar_groups", "iter_shard", "dist_info",
-           "checked_groups", "split_key", "WDS_IMAGE_EXTS", "TEXT_CHECK_N"]
+__all__ = ["WdsStream", "WdsDecoder", "expand_urls", "shard_sizes", "known_sizes", "iter_tar_groups", "iter_shard",
+           "dist_info", "checked_groups", "split_key", "is_remote", "open_shard", "close_shard", "check_exists",
+           "shard_problem", "tail_problem", "WDS_IMAGE_EXTS", "TEXT_CHECK_N"]

@@ -3,13 +3,18 @@
 :class:`WdsIndexed` scans the tar headers once (no image bytes read) and records, for every sample, the byte
 ranges of its members; ``ds[i]`` then reads just those bytes. Being map-style, it works with any number of
 data-loader workers and with ``DistributedSampler`` without dropping or repeating samples, so evaluation scores
-the whole test set. Uncompressed local ``.tar`` shards only. A shard that is empty, truncated or missing adds
-one :class:`BadSample` entry (keyed by the shard path) so the failure is counted.
+the whole test set. Uncompressed ``.tar`` shards; remote ones (URLs, ``pipe:`` commands) are copied once through
+webdataset's opener into a temporary folder that lives as long as the reader. A shard that is empty, truncated,
+garbled, missing or shorter than its ``sizes.json`` count adds one :class:`BadSample` entry (keyed by the shard
+path, ``count`` = samples lost when the count is known) so the failure is counted.
 """
 from __future__ import annotations
 
 import os
+import shutil
 import tarfile
+import tempfile
+import weakref
 from pathlib import Path
 from typing import Iterator, Union
 
@@ -18,39 +23,75 @@ from torch.utils.data import Dataset
 from ...errors import DataError
 from ..sample import BadSample, Sample
 from .images import clean_captions
-from .wds import TEXT_CHECK_N, WdsDecoder, expand_urls, split_key
+from .wds import (TEXT_CHECK_N, WdsDecoder, check_exists, close_shard, expand_urls, is_remote, known_sizes, open_shard,
+                  shard_problem, split_key)
 
 Entry = Union[tuple[str, str, dict[str, tuple[int, int]]], BadSample]  # (url, key, ext -> (offset, size))
 
 
-def index_shard(url: str) -> list[Entry]:
-    """Header scan of one shard -> entries in tar order (plus a BadSample entry on failure)."""
-    p = Path(url)
+def _end_problem(path: str | Path, offset: int) -> str:
+    """What lies where tarfile stopped without an error: '' for an end-of-archive block, else the damage."""
+    with open(path, "rb") as fh:
+        fh.seek(offset)
+        block = fh.read(tarfile.BLOCKSIZE)
+    if not block:
+        return "no end-of-archive marker (the shard was cut short)"
+    if block.strip(b"\0"):
+        return f"unreadable member header at byte {offset} (garbled?); the rest of the shard was skipped"
+    return ""
+
+
+def index_shard(url: str, expected: tuple[int, str] | None = None, path: str | Path | None = None) -> list[Entry]:
+    """Header scan of one shard -> entries in tar order (plus a BadSample entry on failure or when fewer
+    samples than ``expected`` (count, source) were found). ``path``: a local copy of a remote ``url``."""
+    p = Path(path or url)
+    lost = expected[0] if expected else 1
     if not p.is_file():
-        return [BadSample(url, "missing shard file")]
+        return [BadSample(url, "missing shard file", lost)]
     size = p.stat().st_size
     if size == 0:
-        return [BadSample(url, "empty shard (0 bytes)")]
+        return [BadSample(url, "empty shard (0 bytes)", lost)]
     out: list[Entry] = []
     error = ""
     try:
-        with tarfile.open(url, mode="r:") as tf:
+        with tarfile.open(p, mode="r:") as tf:
             for ti in tf:
                 if not ti.isfile() or (parts := split_key(ti.name)) is None:
                     continue
                 if ti.offset_data + ti.size > size:
-                    error = f"member {ti.name} runs past the end of the file"
+                    error = f"truncated or unreadable tar (member {ti.name} runs past the end of the file)"
                     break
-                if not out or isinstance(out[-1], BadSample) or out[-1][1] != parts[0]:
+                if not out or out[-1][1] != parts[0]:  # type: ignore[index]
                     out.append((url, parts[0], {}))
                 out[-1][2][parts[1]] = (ti.offset_data, ti.size)  # type: ignore[index]
+            else:
+                error = _end_problem(p, tf.offset)
     except (tarfile.TarError, OSError, EOFError) as exc:
-        error = f"{type(exc).__name__}: {exc}"
-    if error:
-        out.append(BadSample(url, f"truncated or unreadable tar after {len(out)} samples: {error}"))
-    elif not out:
-        out.append(BadSample(url, "empty shard (no samples)"))
-    return out
+        text = f"{type(exc).__name__}: {exc}"
+        error = f"not a tar archive ({text})" if not out else f"truncated or unreadable tar ({text})"
+    if not out and not error:
+        error = "empty shard (no samples)"
+    bad = shard_problem(url, len(out), error, expected)
+    return out + [bad] if bad is not None else out
+
+
+def _spool(url: str, folder: Path, i: int) -> tuple[Path, str]:
+    """Copy a remote shard to ``folder``; (local path, read error or '')."""
+    dest = folder / f"{i:06d}.tar"
+    aborted, error = True, ""
+    stream = None
+    try:
+        stream = open_shard(url)
+        with open(dest, "wb") as fh:
+            shutil.copyfileobj(stream, fh)
+        aborted = False
+        stream.close()
+    except (OSError, ValueError) as exc:
+        error = f"cannot read shard: {type(exc).__name__}: {exc}"
+    finally:
+        if stream is not None:
+            close_shard(stream, aborted)
+    return dest, error
 
 
 class WdsIndexed(Dataset):
@@ -59,17 +100,33 @@ class WdsIndexed(Dataset):
     def __init__(self, pattern: str | list[str], decoder: WdsDecoder) -> None:
         self.pattern = pattern if isinstance(pattern, str) else "::".join(pattern)
         self.urls = expand_urls(pattern)
-        if not any(Path(u).is_file() for u in self.urls):
-            raise DataError(f"no shard of {self.pattern} exists (first expanded: {self.urls[0]})")
+        check_exists(self.pattern, self.urls)
         self.decoder = decoder
         self._fh: dict = {}
         self.entries: list[Entry] = []
-        for url in self.urls:
-            entries = index_shard(url)
+        self.local: dict[str, Path] = {}  # remote url -> local copy
+        sizes = known_sizes(self.urls)
+        for i, url in enumerate(self.urls):
+            if is_remote(url):
+                entries = self._index_remote(url, i)
+            else:
+                entries = index_shard(url, sizes.get(url))
             if decoder.require_text:
                 head = [e for e in entries[:TEXT_CHECK_N] if not isinstance(e, BadSample)]
                 decoder.check_text(url, [(e[1], self._read(e)) for e in head])
             self.entries.extend(entries)
+
+    def _index_remote(self, url: str, i: int) -> list[Entry]:
+        if not hasattr(self, "_tmp"):
+            self._tmp = Path(tempfile.mkdtemp(prefix="tvdim-shards-"))
+            weakref.finalize(self, shutil.rmtree, self._tmp, True)
+        path, error = _spool(url, self._tmp, i)
+        self.local[url] = path
+        entries = index_shard(url, path=path)
+        if error:  # what arrived is kept; the failure is counted once
+            entries = [e for e in entries if not isinstance(e, BadSample)]
+            entries.append(BadSample(url, f"{error} (after {len(entries)} samples)"))
+        return entries
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -86,7 +143,7 @@ class WdsIndexed(Dataset):
         if fh is None:
             for old in self._fh.values():
                 old.close()
-            fh = open(url, "rb")  # noqa: SIM115 - kept open for the next reads (samples come in order)
+            fh = open(self.local.get(url, url), "rb")  # noqa: SIM115 - kept open for the next reads (in order)
             self._fh = {url: fh}
         out = {}
         for ext, (off, n) in members.items():
@@ -109,7 +166,7 @@ class WdsIndexed(Dataset):
         """All cleaned captions, reading only the text members."""
         for e in self.entries:
             if not isinstance(e, BadSample):
-                raw = self.decoder.raw_text(self._read(e, (self.decoder.text_ext,)))
+                raw = self.decoder.raw_text(self._read(e, self.decoder.text_members))
                 yield from clean_captions(raw if isinstance(raw, list) else [] if raw is None else [raw])
 
 
