@@ -95,6 +95,7 @@ def run(args: argparse.Namespace) -> None:
         base = ["data.format=wds", f"data.path={rsicd}/rsicd-train-{{000000..000008}}.tar",
                 f"data.eval_train_path={rsicd}/rsicd-train-{{000000..000008}}.tar",
                 f"data.eval_test_path={rsicd}/rsicd-test-{{000000..000001}}.tar", f"data.workers={args.workers}",
+                "data.text_key=txt:only",  # one caption per image (.txt), as every committed row was trained
                 f"model.image_size={args.size}", f"model.ndf={args.ndf}", f"model.n_rkhs={args.n_rkhs}",
                 f"model.n_depth={args.n_depth}", "text.vocab_size=2000", "text.dim=128", "text.layers=2",
                 f"train.steps={args.steps}", f"train.batch_size={args.batch}", f"optim.warmup_steps={args.warmup}",

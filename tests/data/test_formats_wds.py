@@ -222,3 +222,14 @@ def test_pipe_failures_are_counted(fx, tmp_path):
     good = list(filter_bad(WdsStream(urls, WdsDecoder(), shuffle=False), tracker))
     assert 0 < len(good) < 10 and tracker.n_bad == 2
     assert "missing.tar" in tracker.reasons[0] and "head -c" in tracker.reasons[1]
+
+
+def test_txt_only_reads_the_txt_member_alone(fx, tmp_path):
+    """``txt:only`` ignores a captions list in KEY.json (the RSICD study keeps one caption per image)."""
+    samples = [(key, dict(files, txt=f"only {i}")) for i, (key, files) in
+               enumerate(fx.caption_samples(3, text_ext="json"))]
+    fx.shard(tmp_path / "a.tar", samples)
+    both = next(iter(WdsStream(str(tmp_path / "a.tar"), WdsDecoder("txt"), shuffle=False)))
+    only = next(iter(WdsStream(str(tmp_path / "a.tar"), WdsDecoder("txt:only"), shuffle=False)))
+    assert both.captions == ["caption number 0", "another caption 0"]
+    assert only.captions == ["only 0"]

@@ -241,6 +241,8 @@ class WdsDecoder:
     def raw_text(self, files: dict[str, bytes]) -> list | str | bytes | None:
         """The configured text value or ``None`` if absent (json field missing counts as absent)."""
         ext = self.text_ext
+        if self.text_key == "txt:only":  # the .txt member alone, even when a .json lists more captions
+            return files.get("txt")
         if self.text_key == "txt" and "json" in files:  # all the captions tvdim data convert kept
             try:
                 obj = json.loads(decode_text(files["json"]))
