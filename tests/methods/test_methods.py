@@ -1,4 +1,6 @@
-"""Every method through one forward / backward on a tiny batch built like tvdim.data.pipeline.Collator."""
+"""Every method through one forward / backward on a tiny batch built like tvdim.data.pipeline.Collator.
+
+The loss terms' values and gradients against METHOD.md computed by hand: test_method_objective.py."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +8,6 @@ import torch
 
 from tvdim.config import load_config
 from tvdim.errors import ConfigError
-from tvdim.losses import amdim_nce, random_locations, ranking_loss
 from tvdim.methods import build_method, uses_text
 from tvdim.models.tokenizer import CaptionTokenizer
 
@@ -116,34 +117,6 @@ def test_total_is_intra_plus_lambda_inter(tok):
     clip = build("clip", tok, "loss.lam=0.5")
     out = clip(batch)  # clip has no intra term: lambda does not scale its only loss
     assert torch.allclose(out.loss, out.terms["inter_nce"], atol=1e-6)
-
-
-def test_terms_match_the_loss_functions(tok):
-    """nce_* and inter_rank equal the pure loss functions applied to the encoder outputs (same RNG draw)."""
-    method = build("tvdim", tok, "text.dropout=0.0")
-    method.train()
-    batch = {**make_batch(tok, has_text=[True, True, False, True, True, False]), "labels": {}}
-    torch.manual_seed(5)
-    out = method(batch)
-    torch.manual_seed(5)
-    b = batch["x1"].shape[0]
-    r1, r5, r7 = (t.split(b) for t in method.image_encoder(torch.cat([batch["x1"], batch["x2"]])))
-    t5 = [r.flatten(2) for r in r5]
-    t7 = [r.flatten(2) for r in r7]
-    l15 = 0.5 * (amdim_nce(r1[0], t5[1])[0] + amdim_nce(r1[1], t5[0])[0])
-    l17 = 0.5 * (amdim_nce(r1[0], t7[1])[0] + amdim_nce(r1[1], t7[0])[0])
-    src5 = [random_locations(r) for r in r5]
-    l55 = 0.5 * (amdim_nce(src5[0], t5[1])[0] + amdim_nce(src5[1], t5[0])[0])
-    reg = sum(0.5 * (amdim_nce(s[0], t[1])[1] + amdim_nce(s[1], t[0])[1])
-              for s, t in ((r1, t5), (r1, t7), (src5, t5)))
-    assert torch.allclose(out.terms["nce_1t5"], l15, atol=1e-5)
-    assert torch.allclose(out.terms["nce_1t7"], l17, atol=1e-5)
-    assert torch.allclose(out.terms["nce_5t5"], l55, atol=1e-5)
-    assert torch.allclose(out.terms["nce_reg"], reg, atol=1e-5)
-    txt = method.text_encoder(batch["ids"], batch["mask"]).sentence
-    valid = batch["has_text"]
-    inter = 0.5 * (ranking_loss(r1[0], txt, valid=valid) + ranking_loss(r1[1], txt, valid=valid))
-    assert torch.allclose(out.terms["inter_rank"], inter, atol=1e-5)
 
 
 @pytest.mark.parametrize("name", ["tvdim", "tvdim-nce", "clip"])
