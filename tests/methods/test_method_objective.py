@@ -148,9 +148,9 @@ def run_case(tok, name, extra, monkeypatch):
 
     monkeypatch.setattr("tvdim.methods.contrastive.random_locations", pick)
     seen = {}
-    method.image_encoder.register_forward_hook(lambda m, i, o: seen.setdefault("enc", o))
+    method.image_encoder.register_forward_hook(lambda m, i, o: seen.update(enc=o))
     if method.text_encoder is not None:
-        method.text_encoder.register_forward_hook(lambda m, i, o: seen.setdefault("txt", o))
+        method.text_encoder.register_forward_hook(lambda m, i, o: seen.update(txt=o))
     batch = batch_for(tok)
     out = method(batch)
     terms, total = objective_by_hand(method, seen["enc"], seen.get("txt"), batch, locs)

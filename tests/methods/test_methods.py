@@ -178,3 +178,26 @@ def test_supervised_needs_labels_and_valid_task(tok):
         build_method(cfg_for("supervised", "train.probe_task=nosuch"), TASKS, None)
     m = build_method(cfg_for("supervised", "train.probe_task=colour"), TASKS, None)
     assert m.task == "colour"
+
+
+@pytest.mark.parametrize("name", ["amdim", "tvdim", "clip"])
+def test_online_probe_sees_both_views(name, tok):
+    """As the AMDIM reference: the online probes train on r1 of both views (labels repeated), on detached
+    features; loss = CE(10 tanh(logits / 10)) + 1e-3 mean(logits^2) over the labelled rows."""
+    method = build(name, tok)
+    method.train()
+    seen = {}
+    method.image_encoder.register_forward_hook(lambda m, i, o: seen.update(r1=o.r1.detach()) or None)
+    batch = make_batch(tok)
+    out = method(batch)
+    r1 = seen["r1"]
+    assert r1.shape[0] == 2 * batch["x1"].shape[0]  # both views went through the encoder
+    for task in ("shape", "colour"):
+        y = batch["labels"][task].repeat(2)
+        keep = y >= 0
+        logits = method.probes[task](r1)[keep].double()
+        clipped = 10 * torch.tanh(logits / 10)
+        ce = (torch.logsumexp(clipped, 1) - clipped[torch.arange(len(logits)), y[keep]]).mean()
+        assert out.terms[f"probe/{task}"].item() == pytest.approx((ce + 1e-3 * logits.pow(2).mean()).item(), rel=1e-5)
+        acc = (logits.argmax(1) == y[keep]).double().mean().item()
+        assert out.metrics[f"probe_acc/{task}"].item() == pytest.approx(acc)
