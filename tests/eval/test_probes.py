@@ -8,9 +8,13 @@ from tvdim.eval.probes import accuracy, knn_accuracy, train_probe
 
 
 
-def gaussian_blobs(n_per, n_classes=4, d=16, sep=6.0, seed=0):
+def gaussian_blobs(n_per, n_classes=4, d=16, sep=6.0, seed=0, noise_seed=None):
+    """``n_per`` points per class around centres drawn from ``seed``; the noise comes from ``noise_seed``
+    (default: the same generator, after the centres)."""
     g = torch.Generator().manual_seed(seed)
     centres = torch.randn(n_classes, d, generator=g) * sep
+    if noise_seed is not None:
+        g = torch.Generator().manual_seed(noise_seed)
     x = torch.cat([centres[c] + torch.randn(n_per, d, generator=g) for c in range(n_classes)])
     y = torch.arange(n_classes).repeat_interleave(n_per)
     return x, y
@@ -19,10 +23,13 @@ def gaussian_blobs(n_per, n_classes=4, d=16, sep=6.0, seed=0):
 @pytest.fixture(scope="module")
 def blobs():
     xtr, ytr = gaussian_blobs(50, seed=0)
-    xte, yte = gaussian_blobs(25, seed=0)  # same centres (same seed), fresh noise drawn after them
-    g = torch.Generator().manual_seed(1)
-    xte = xte + 0.0 * torch.randn(xte.shape, generator=g)
+    xte, yte = gaussian_blobs(25, seed=0, noise_seed=1)  # same centres, fresh noise
     return xtr, ytr, xte, yte
+
+
+def test_blobs_test_points_are_not_training_points(blobs):
+    xtr, _, xte, _ = blobs
+    assert float(torch.cdist(xte, xtr).min()) > 0.5  # unit noise in 16 dimensions: no copy, not even close
 
 
 @pytest.mark.parametrize("kind", ["linear", "mlp"])
