@@ -116,3 +116,85 @@ def test_mlp_probe_is_seeded():
     torch.rand(5)
     b = train_probe("mlp", x, y, 4, epochs=2, batch_size=8, seed=3)
     assert all(torch.equal(pa, pb) for pa, pb in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def _protocol_by_hand(kind, x, y, n_classes, epochs, batch_size, lr, seed):
+    """The probe protocol written out: seeded init; Adam(lr, weight decay 1e-6) with a cosine schedule over the
+    epochs; each epoch one shuffled pass in minibatches; MLP batches of one row are skipped (BatchNorm)."""
+    from tvdim.losses import classifier_loss
+    from tvdim.methods.supervised import mlp_head
+
+    keep = y >= 0
+    x, y = x[keep], y[keep]
+    torch.manual_seed(seed)
+    head = torch.nn.Linear(x.shape[1], n_classes) if kind == "linear" else mlp_head(x.shape[1], n_classes)
+    opt = torch.optim.Adam(head.parameters(), lr=lr, weight_decay=1e-6)
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, epochs)
+    head.train()
+    for _ in range(epochs):
+        for idx in torch.randperm(len(x)).split(batch_size):
+            if kind == "mlp" and len(idx) == 1:
+                continue
+            opt.zero_grad()
+            classifier_loss(head(x[idx]), y[idx]).backward()
+            opt.step()
+        sched.step()
+    return head
+
+
+@pytest.mark.parametrize("kind,n", [("linear", 13), ("mlp", 13), ("mlp", 10)])  # last batch: 1, 1, 2 rows
+def test_probe_training_follows_the_protocol(kind, n):
+    x, y = gaussian_blobs(n, n_classes=2, d=6, seed=8)
+    x, y = x[:n], y[:n].clone()
+    y[3] = -1  # unlabelled rows are left out before batching
+    got = train_probe(kind, x, y, 2, epochs=3, batch_size=4, lr=0.05, seed=2)
+    want = _protocol_by_hand(kind, x, y, 2, 3, 4, 0.05, 2)
+    for (name, a), b in zip(got.state_dict().items(), want.state_dict().values()):
+        assert torch.allclose(a.float(), b.float(), atol=1e-6), name
+    assert not got.training
+
+
+def test_probe_defaults():
+    """30 epochs, batches of 256, lr 1e-3, seed 0 (300 rows: the batch size matters)."""
+    x, y = gaussian_blobs(75, seed=9)
+    a = train_probe("linear", x, y, 4)
+    b = train_probe("linear", x, y, 4, epochs=30, batch_size=256, lr=1e-3, seed=0)
+    assert all(torch.equal(p, q) for p, q in zip(a.state_dict().values(), b.state_dict().values()))
+
+
+def _ring(cosines, scale=1.0):
+    """2-d vectors at the given cosines to (1, 0), each scaled by ``scale`` (a number or one per row)."""
+    c = torch.tensor(cosines)
+    v = torch.stack([c, (1 - c ** 2).sqrt()], dim=1)
+    return v * torch.as_tensor(scale, dtype=torch.float32).reshape(-1, 1)
+
+
+def test_knn_votes_are_weighted_by_exp_cos_over_temperature():
+    """One class-0 neighbour at cos 0.99 against three class-1 neighbours at cos 0.8: with weights
+    exp(cos / 0.07) class 0 wins (e^14.1 > 3 e^11.4); unweighted or at a high temperature class 1 would."""
+    xtr = _ring([0.99, 0.8, 0.8, 0.8], scale=torch.tensor([0.1, 7.0, 3.0, 9.0]))  # norms must not matter
+    ytr = torch.tensor([0, 1, 1, 1])
+    xte, yte = torch.tensor([[2.0, 0.0]]), torch.tensor([0])
+    assert knn_accuracy(xtr, ytr, xte, yte, k=4) == 1.0  # default temperature 0.07
+    assert knn_accuracy(xtr, ytr, xte, yte, k=4, temperature=1.0) == 0.0
+
+
+def test_knn_default_k_is_20():
+    """Ten class-0 neighbours at cos 0.6, eleven class-1 ones at 0.599: the 20 nearest hold ten of each and class 0
+    wins on similarity; the 21st neighbour would tip the vote to class 1."""
+    xtr = _ring([0.6] * 10 + [0.599] * 11)
+    ytr = torch.tensor([0] * 10 + [1] * 11)
+    xte, yte = torch.tensor([[1.0, 0.0]]), torch.tensor([0])
+    assert knn_accuracy(xtr, ytr, xte, yte) == 1.0
+    assert knn_accuracy(xtr, ytr, xte, yte, k=21) == 0.0
+
+
+def test_knn_k_larger_than_the_training_set_in_high_dimension():
+    x, y = gaussian_blobs(2, n_classes=2, d=16, seed=10)  # 4 training rows, 16 dimensions, k = 10
+    xte, yte = gaussian_blobs(3, n_classes=2, d=16, seed=10, noise_seed=11)
+    assert knn_accuracy(x, y, xte, yte, k=10) == 1.0
+
+
+def test_knn_single_test_row():
+    xtr, ytr = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
+    assert knn_accuracy(xtr, ytr, torch.tensor([[0.9, 0.1]]), torch.tensor([0]), k=1) == 1.0

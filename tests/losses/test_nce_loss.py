@@ -196,3 +196,20 @@ def test_random_locations_follow_the_global_rng_without_a_generator():
     torch.manual_seed(3)
     assert torch.equal(a, random_locations(fmap))
     assert len(set(a[:, 0].tolist())) > 10  # 64 images: not one location for all
+
+
+def test_random_locations_use_the_given_generator():
+    fmap = _location_index_map(32)
+    torch.manual_seed(1)
+    a = random_locations(fmap, torch.Generator().manual_seed(9))
+    torch.manual_seed(2)  # the global RNG is not what decides
+    b = random_locations(fmap, torch.Generator().manual_seed(9))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, random_locations(fmap, torch.Generator().manual_seed(10)))
+
+
+def test_tanh_clip_default_and_small_clips():
+    x = torch.tensor([-100.0, -0.3, 0.0, 0.3, 100.0])
+    assert torch.allclose(tanh_clip(x), 20.0 * torch.tanh(x / 20.0))
+    assert torch.allclose(tanh_clip(x, 0.5), 0.5 * torch.tanh(x / 0.5))  # a clip below 1 still clips
+    assert float(tanh_clip(x, 0.5).abs().max()) <= 0.5

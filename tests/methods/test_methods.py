@@ -201,3 +201,73 @@ def test_online_probe_sees_both_views(name, tok):
         assert out.terms[f"probe/{task}"].item() == pytest.approx((ce + 1e-3 * logits.pow(2).mean()).item(), rel=1e-5)
         acc = (logits.argmax(1) == y[keep]).double().mean().item()
         assert out.metrics[f"probe_acc/{task}"].item() == pytest.approx(acc)
+
+
+def test_model_and_text_config_reach_the_encoders(tok):
+    m = build("tvdim", tok, "model.use_bn=true", "text.pooling=cls")
+    assert any(isinstance(x, torch.nn.BatchNorm2d) for x in m.image_encoder.to7[1].modules())  # inside a unit
+    assert m.text_encoder.pooling == "cls"
+    plain = build("tvdim", tok)
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in plain.image_encoder.to7[1].modules())
+    assert plain.text_encoder.pooling == "mean"
+
+
+@pytest.mark.parametrize("name", ["amdim", "tvdim", "supervised"])
+def test_loss_is_objective_plus_probe_losses(name, tok):
+    """The probes' losses are added to the objective (they train the probes); a task absent from the batch's
+    labels is skipped, the others still run."""
+    method = build(name, tok)
+    method.eval()  # deterministic: no dropout, BN at its running statistics
+    batch = make_batch(tok)
+    torch.manual_seed(4)
+    bare = method({**batch, "labels": {"shape": batch["labels"]["shape"]}} if name == "supervised"
+                  else {k: v for k, v in batch.items() if k != "labels"})  # no labels key at all
+    torch.manual_seed(4)
+    only_colour = {"colour": batch["labels"]["colour"]}
+    if name == "supervised":
+        only_colour["shape"] = batch["labels"]["shape"]
+    out = method({**batch, "labels": only_colour})
+    assert "probe/colour" in out.terms
+    probes = sum(v for k, v in out.terms.items() if k.startswith("probe/"))
+    base = bare.loss - sum(v for k, v in bare.terms.items() if k.startswith("probe/"))
+    assert float(probes) > 0
+    assert out.loss.item() == pytest.approx((base + probes).item(), rel=1e-5)
+    if name != "supervised":
+        assert "probe/shape" not in out.terms
+
+
+def test_pad_tokens_pads_to_the_common_length_when_distributed(monkeypatch):
+    from tvdim.methods import contrastive
+    from tvdim.train.distributed import DistInfo
+
+    tokens, mask = torch.randn(2, 3, 4), torch.tensor([[True, True, False], [True, True, True]])
+    assert contrastive._pad_tokens(tokens, mask, 5)[0] is tokens  # one process: nothing to do
+    monkeypatch.setattr(contrastive, "current", lambda: DistInfo(rank=1, world_size=2))
+    padded, pmask = contrastive._pad_tokens(tokens, mask, 5)
+    assert padded.shape == (2, 5, 4) and pmask.shape == (2, 5)
+    assert torch.equal(padded[:, :3], tokens) and bool((padded[:, 3:] == 0).all())
+    assert torch.equal(pmask[:, :3], mask) and not bool(pmask[:, 3:].any())
+    same = contrastive._pad_tokens(tokens, mask, 3)
+    assert same[0] is tokens and same[1] is mask
+
+
+def test_mlp_head_is_amdims():
+    from tvdim.methods.supervised import mlp_head
+
+    head = mlp_head(16, 5)
+    kinds = [type(m).__name__ for m in head]
+    assert kinds == ["Dropout", "Linear", "BatchNorm1d", "ReLU", "Dropout", "Linear"]
+    assert head[0].p == 0.2 and head[4].p == 0.2
+    assert (head[1].in_features, head[1].out_features, head[5].out_features) == (16, 1024, 5)
+    assert mlp_head(16, 5, hidden=32, dropout=0.5)[1].out_features == 32
+
+
+def test_error_messages_name_the_choices(tok):
+    cfg = cfg_for("amdim")
+    cfg.train.method = "simclr"
+    with pytest.raises(ConfigError, match=r"valid methods: amdim, tvdim, tvdim-nce, clip, random, supervised$"):
+        build_method(cfg, TASKS, tok.vocab_size)
+    with pytest.raises(ValueError, match=r"^method 'supervised' needs labelled training data"):
+        build_method(cfg_for("supervised"), {}, None)
+    with pytest.raises(ValueError, match=r"labels: shape, colour$"):
+        build_method(cfg_for("supervised", "train.probe_task=nosuch"), TASKS, None)
