@@ -55,7 +55,7 @@ TEST = {"a": [0, 1, 2, 2, 1, 0, 0, 1, 2, 2, 1, 0],
         "f": [1] * 12}                               # only in the test set: skipped
 
 
-@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step\(\)`")  # MLP of task e: no batch
+@pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")  # the MLP of task e gets no batch
 def test_tasks_scored_are_those_labelled_in_both_splits(loaded, fake_features):
     fake_features.update(eval_train=feature_set(TRAIN), test=feature_set(TEST, seed=1))
     res = ev.evaluate(loaded, DataConfig(), EvalConfig(linear_epochs=1, mlp_epochs=1, knn_k=3))
