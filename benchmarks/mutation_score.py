@@ -3,11 +3,13 @@
     pip install -e ".[mutation]"
     python benchmarks/mutation_score.py              # run mutmut (one process), then print the table
     python benchmarks/mutation_score.py --no-run     # print the table of the last run (mutants/)
+    python benchmarks/mutation_score.py --rerun-survivors  # after adding tests: rerun only the survivors
     python benchmarks/mutation_score.py --survivors  # also list the mutants no test killed
 
 What is mutated and which tests run is in pyproject.toml, ``[tool.mutmut]``: src/tvdim/losses, methods and eval
 against tests/losses, tests/methods and tests/eval only. mutmut keeps its results in ``mutants/`` and reruns only
-what changed; ``mutmut show NAME`` prints one mutant's diff. CPU heavy (about an hour on 2 cores): CI does not run
+what changed (a new test does not make it rerun a mutant it already judged: use ``--rerun-survivors``, or delete
+``mutants/`` for a clean run); ``mutmut show NAME`` prints one mutant's diff. CPU heavy (about an hour on 2 cores): CI does not run
 it. A mutant counts as killed when a test failed or timed out on it.
 """
 from __future__ import annotations
@@ -24,10 +26,11 @@ PACKAGES = ("tvdim.losses", "tvdim.methods", "tvdim.eval")
 DETECTED = ("killed", "timeout")
 
 
-def run_mutmut(children: int) -> None:
+def run_mutmut(children: int, names: list[str] | None = None) -> None:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
     env.pop("PYTHONPATH", None)  # mutmut puts its mutated copy of src/ on the path itself
-    code = subprocess.run(["mutmut", "run", "--max-children", str(children)], cwd=ROOT, env=env).returncode
+    cmd = ["mutmut", "run", "--max-children", str(children), *(names or [])]
+    code = subprocess.run(cmd, cwd=ROOT, env=env, stdout=subprocess.DEVNULL if names else None).returncode
     if code != 0:
         sys.exit(f"mutation_score: mutmut run exited with status {code}")
 
@@ -77,10 +80,15 @@ def _row(name: str, c: Counter, states: list[str]) -> str:
 def main(argv: list[str] | None = None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--no-run", action="store_true", help="only read the last run's results")
+    ap.add_argument("--rerun-survivors", action="store_true", help="rerun only the mutants that survived last time")
     ap.add_argument("--survivors", action="store_true", help="list the mutants that no test killed")
     ap.add_argument("--children", type=int, default=1, help="parallel mutmut workers (default 1)")
     args = ap.parse_args(argv)
-    if not args.no_run:
+    if args.rerun_survivors:
+        survivors = [name for name, state in read_results().items() if state not in DETECTED]
+        if survivors:
+            run_mutmut(args.children, survivors)
+    elif not args.no_run:
         run_mutmut(args.children)
     status = read_results()
     print(table(status))

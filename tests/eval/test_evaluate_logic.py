@@ -121,7 +121,7 @@ def test_write_results_files(tmp_path, caplog):
         ev.write_results(res, out)  # into an existing folder again
     assert (out / "results.json").read_text() == json.dumps(res, indent=2)
     assert (out / "results.md").read_text() == ev.markdown_table({"amdim": res}) + "\n"
-    assert f"wrote {out / 'results.json'}" in caplog.text
+    assert caplog.messages == [f"wrote {out / 'results.json'}"] * 2
 
 
 def test_markdown_table_without_tasks_or_retrieval():

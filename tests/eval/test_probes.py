@@ -144,9 +144,10 @@ def _protocol_by_hand(kind, x, y, n_classes, epochs, batch_size, lr, seed):
 
 @pytest.mark.parametrize("kind,n", [("linear", 13), ("mlp", 13), ("mlp", 10)])  # last batch: 1, 1, 2 rows
 def test_probe_training_follows_the_protocol(kind, n):
-    x, y = gaussian_blobs(n, n_classes=2, d=6, seed=8)
-    x, y = x[:n], y[:n].clone()
-    y[3] = -1  # unlabelled rows are left out before batching
+    x, y = gaussian_blobs(8, n_classes=2, d=6, seed=8)
+    rows = torch.randperm(16, generator=torch.Generator().manual_seed(0))[:n + 1]
+    x, y = x[rows], y[rows].clone()
+    y[3] = -1  # unlabelled rows are left out before batching: n labelled rows in batches of 4
     got = train_probe(kind, x, y, 2, epochs=3, batch_size=4, lr=0.05, seed=2)
     want = _protocol_by_hand(kind, x, y, 2, 3, 4, 0.05, 2)
     for (name, a), b in zip(got.state_dict().items(), want.state_dict().values()):
@@ -174,7 +175,7 @@ def test_knn_votes_are_weighted_by_exp_cos_over_temperature():
     exp(cos / 0.07) class 0 wins (e^14.1 > 3 e^11.4); unweighted or at a high temperature class 1 would."""
     xtr = _ring([0.99, 0.8, 0.8, 0.8], scale=torch.tensor([0.1, 7.0, 3.0, 9.0]))  # norms must not matter
     ytr = torch.tensor([0, 1, 1, 1])
-    xte, yte = torch.tensor([[2.0, 0.0]]), torch.tensor([0])
+    xte, yte = torch.tensor([[2.0, 0.0], [0.05, 0.0]]), torch.tensor([0, 0])  # each test row normalised alone
     assert knn_accuracy(xtr, ytr, xte, yte, k=4) == 1.0  # default temperature 0.07
     assert knn_accuracy(xtr, ytr, xte, yte, k=4, temperature=1.0) == 0.0
 

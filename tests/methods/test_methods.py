@@ -247,6 +247,8 @@ def test_pad_tokens_pads_to_the_common_length_when_distributed(monkeypatch):
     assert padded.shape == (2, 5, 4) and pmask.shape == (2, 5)
     assert torch.equal(padded[:, :3], tokens) and bool((padded[:, 3:] == 0).all())
     assert torch.equal(pmask[:, :3], mask) and not bool(pmask[:, 3:].any())
+    one, one_mask = contrastive._pad_tokens(tokens, mask, 4)  # a single padding column is still added
+    assert one.shape == (2, 4, 4) and one_mask.shape == (2, 4) and not bool(one_mask[:, 3].any())
     same = contrastive._pad_tokens(tokens, mask, 3)
     assert same[0] is tokens and same[1] is mask
 
