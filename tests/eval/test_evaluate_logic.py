@@ -29,8 +29,15 @@ def loaded(tmp_path_factory):
 
 def feature_set(labels, captions=None, n=12, seed=0, skipped=None):
     g = torch.Generator().manual_seed(seed)
+    captions = captions or [""] * n
     return FeatureSet(torch.randn(n, 32, generator=g), {k: torch.tensor(v) for k, v in labels.items()},
-                      captions or [""] * n, skipped or {"bad": seed})
+                      captions, skipped or {"bad": seed}, [[c] if c.strip() else [] for c in captions])
+
+
+def ecfg(**kw):
+    """Only the probes this file is about: no few-shot, logistic or zero-shot probe."""
+    return EvalConfig(**{"linear_epochs": 1, "mlp_epochs": 1, "few_shot": 0, "logreg_cs": (),
+                         "zeroshot_templates": (), **kw})
 
 
 @pytest.fixture
@@ -58,7 +65,7 @@ TEST = {"a": [0, 1, 2, 2, 1, 0, 0, 1, 2, 2, 1, 0],
 @pytest.mark.filterwarnings("ignore:Detected call of `lr_scheduler.step")  # the MLP of task e gets no batch
 def test_tasks_scored_are_those_labelled_in_both_splits(loaded, fake_features):
     fake_features.update(eval_train=feature_set(TRAIN), test=feature_set(TEST, seed=1))
-    res = ev.evaluate(loaded, DataConfig(), EvalConfig(linear_epochs=1, mlp_epochs=1, knn_k=3))
+    res = ev.evaluate(loaded, DataConfig(), ecfg(knn_k=3))
     assert list(res["tasks"]) == ["a", "d", "e"]
     assert res["tasks"]["a"]["n_classes"] == 3 and res["tasks"]["d"]["n_classes"] == 2
     assert res["tasks"]["e"]["n_classes"] == 2
@@ -68,8 +75,8 @@ def test_tasks_scored_are_those_labelled_in_both_splits(loaded, fake_features):
 def test_no_common_task_is_a_data_error(loaded, fake_features):
     fake_features.update(eval_train=feature_set({"c": TRAIN["c"]}), test=feature_set({"f": TEST["f"]}))
     with pytest.raises(DataError, match=r"^no label task is present in both the probe training set and the test "
-                                        r"set$"):
-        ev.evaluate(loaded, DataConfig(), EvalConfig(linear_epochs=1, mlp_epochs=1))
+                                        r"set; "):
+        ev.evaluate(loaded, DataConfig(), ecfg())
 
 
 def test_probe_settings_reach_the_probes(loaded, fake_features, monkeypatch):
@@ -77,10 +84,10 @@ def test_probe_settings_reach_the_probes(loaded, fake_features, monkeypatch):
     calls = []
     monkeypatch.setattr(ev, "train_probe", lambda *a: calls.append(a) or torch.nn.Linear(32, 3))
     monkeypatch.setattr(ev, "knn_accuracy", lambda *a: calls.append(a) or 0.5)
-    ecfg = EvalConfig(linear_epochs=3, mlp_epochs=4, probe_batch=5, probe_lr=0.02, knn_k=7)
+    settings = ecfg(linear_epochs=3, mlp_epochs=4, probe_batch=5, probe_lr=0.02, knn_k=7)
     for kw, seed in (({}, 0), ({"seed": 6}, 6)):
         calls.clear()
-        ev.evaluate(loaded, DataConfig(), ecfg, **kw)
+        ev.evaluate(loaded, DataConfig(), settings, **kw)
         (lin, mlp, knn) = calls
         assert lin[0] == "linear" and lin[3:] == (3, 3, 5, 0.02, seed)
         assert mlp[0] == "mlp" and mlp[3:] == (3, 4, 5, 0.02, seed)
@@ -91,7 +98,7 @@ def test_result_fields(loaded, fake_features):
     tr = feature_set({"a": TRAIN["a"]}, skipped={"bad": 2, "reasons": ["x"]})
     te = feature_set({"a": TEST["a"]}, n=12, seed=1, skipped={"bad": 0})
     fake_features.update(eval_train=tr, test=te)
-    res = ev.evaluate(loaded, DataConfig(), EvalConfig(linear_epochs=1, mlp_epochs=1))
+    res = ev.evaluate(loaded, DataConfig(), ecfg())
     assert res["method"] == "tvdim" and res["checkpoint"] == str(loaded.path) and res["step"] == 1
     assert res["n_train"] == 12 and res["n_test"] == 12 and res["feature_dim"] == 32
     assert res["data_quality"] == {"eval_train": {"bad": 2, "reasons": ["x"]}, "test": {"bad": 0}}
@@ -105,12 +112,12 @@ def test_retrieval_needs_ten_captioned_pairs(loaded, fake_features, n_captioned,
     caps = [f"a red circle number {i}" if i < n_captioned else "  " for i in range(12)]
     fake_features.update(eval_train=feature_set({"a": TRAIN["a"]}),
                          test=feature_set({"a": TEST["a"]}, captions=caps, seed=1))
-    res = ev.evaluate(loaded, DataConfig(), EvalConfig(linear_epochs=1, mlp_epochs=1))
+    res = ev.evaluate(loaded, DataConfig(), ecfg())
     assert ("retrieval" in res) is expected
     if expected:
-        assert res["retrieval"]["n_pairs"] == 10
+        assert res["retrieval"]["n_images"] == 10 and res["retrieval"]["n_pairs"] == 10
     no_tokenizer = dataclasses.replace(loaded, tokenizer=None)
-    assert "retrieval" not in ev.evaluate(no_tokenizer, DataConfig(), EvalConfig(linear_epochs=1, mlp_epochs=1))
+    assert "retrieval" not in ev.evaluate(no_tokenizer, DataConfig(), ecfg())
 
 
 def test_write_results_files(tmp_path, caplog):

@@ -1,8 +1,8 @@
 """Probes and k-NN learn from the probe-training split only and are scored on the test split only.
 
 The two splits are built so that any leak shows: the same two kinds of image (reddish, bluish) carry opposite
-labels in the training and the test folders. Trained on the training split, every probe must get the test split
-wrong; a probe trained (or a k-NN gallery built) on the test split, or scored on the training split, would be right.
+labels in the training and the test folders. Trained on the training split, every probe (linear, MLP, k-NN,
+few-shot, logistic) must get the test split wrong; a probe trained (or a k-NN gallery built) on the test split, or scored on the training split, would be right.
 """
 from __future__ import annotations
 
@@ -41,13 +41,16 @@ def flipped(tmp_path_factory):
 
 def test_probes_learn_from_the_training_split_and_score_the_test_split(flipped):
     ckpt, data = flipped
-    ecfg = EvalConfig(linear_epochs=40, mlp_epochs=40, probe_batch=8, probe_lr=1e-2, knn_k=3)
+    ecfg = EvalConfig(linear_epochs=40, mlp_epochs=40, probe_batch=8, probe_lr=1e-2, knn_k=3, few_shot=4,
+                      few_shot_draws=2, few_shot_epochs=60, logreg_cs=(0.1, 1.0))
     res = evaluate(ckpt, data, ecfg)
     assert res["n_train"] == 16 and res["n_test"] == 12
     row = res["tasks"]["label"]
-    assert row["linear"] <= 0.25 and row["mlp"] <= 0.25 and row["knn"] <= 0.25, row
+    scores = {k: v for k, v in row.items() if k not in ("n_classes", "logreg_C")}
+    assert {"linear", "mlp", "knn", "linear_4shot", "logreg", "logreg_balanced"} <= set(scores), row
+    assert all(v <= 0.25 for v in scores.values()), row
     # the same protocol on a test folder labelled like the training one scores high: the features separate the
     # two colours, so the low scores above come from the flipped labels alone
     same = DataConfig(format="imagefolder", path=data.path, eval_test_path=data.eval_test_path + "_same")
     row = evaluate(ckpt, same, ecfg)["tasks"]["label"]
-    assert row["linear"] >= 0.75 and row["mlp"] >= 0.75 and row["knn"] >= 0.75, row
+    assert all(row[k] >= 0.75 for k in scores), row

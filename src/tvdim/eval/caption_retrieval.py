@@ -5,7 +5,9 @@
 * text -> image: one query per caption; a hit at k when its image ranks within the top k of all images.
 
 Ties count against the query (pessimistic): a wrong candidate scoring exactly as high as the right one ranks
-above it, so a collapsed encoder (all features equal) scores the floor, not a perfect recall. With one caption
+above it, and so does a NaN score; a query whose right answer scores NaN is never found (its rank is past the last).
+So a collapsed encoder (all features equal) or a diverged one (NaN features) scores the floor, not a perfect
+recall. With one caption
 per image this is ordinary pairwise retrieval.
 """
 from __future__ import annotations
@@ -35,14 +37,17 @@ def multi_caption_recall(img: torch.Tensor, txt: torch.Tensor, owner: torch.Tens
     cols = torch.arange(m)
     own = torch.zeros(n, m, dtype=torch.bool)
     own[owner, cols] = True
-    best = s.masked_fill(~own, float("-inf")).max(1).values  # [N] best score among an image's own captions
-    i2t = ((s >= best.unsqueeze(1)) & ~own).sum(1)  # [N] 0-based: wrong captions at least as close
+    # NaN scores (a diverged encoder) count against the query like ties: ~(a < b) is True for ties and for NaN
+    best = s.masked_fill(~own | s.isnan(), float("-inf")).max(1).values  # [N] best finite own-caption score
+    i2t = (~(s < best.unsqueeze(1)) & ~own).sum(1)  # [N] 0-based: wrong captions at least as close, or NaN
     true = s[owner, cols]  # [M]
-    t2i = (s >= true.unsqueeze(0)).sum(0) - 1  # [M] 0-based: other images at least as close (minus itself)
+    t2i = (~(s < true.unsqueeze(0))).sum(0) - 1  # [M] 0-based: other images at least as close or NaN (minus itself)
+    i2t_found, t2i_found = best > float("-inf"), ~true.isnan()  # no finite own score: never found
+    i2t, t2i = i2t.masked_fill(~i2t_found, m), t2i.masked_fill(~t2i_found, n)  # past the last rank
     out: dict[str, float] = {}
-    for name, rank in (("i2t", i2t), ("t2i", t2i)):
+    for name, rank, found in (("i2t", i2t, i2t_found), ("t2i", t2i, t2i_found)):
         for k in ks:
-            out[f"{name}_R@{k}"] = (rank < k).float().mean().item()
+            out[f"{name}_R@{k}"] = ((rank < k) & found).float().mean().item()
         out[f"{name}_medr"] = float((rank + 1).float().median().item())  # lower median, as floor(median)+1
     return out
 

@@ -21,7 +21,7 @@ def retrieval_recall(img: torch.Tensor, txt: torch.Tensor, ks: tuple[int, ...] =
         for name, mat in (("i2t", s), ("t2i", s.T)):
             true = mat[truth, truth]
             beaten = mat < true.unsqueeze(1)  # False for ties and for any NaN comparison
-            rank = (~beaten & others).sum(1).masked_fill(true.isnan(), n)  # 0 = best; n = never a hit
+            rank = (~beaten & others).sum(1)  # 0 = best
             for k in ks:
-                out[f"{name}_R@{k}"] = (rank < k).float().mean().item()
+                out[f"{name}_R@{k}"] = ((rank < k) & ~true.isnan()).float().mean().item()
         return out
