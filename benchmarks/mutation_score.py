@@ -9,8 +9,8 @@
 What is mutated and which tests run is in pyproject.toml, ``[tool.mutmut]``: src/tvdim/losses, methods and eval
 against tests/losses, tests/methods and tests/eval only. mutmut keeps its results in ``mutants/`` and reruns only
 what changed (a new test does not make it rerun a mutant it already judged: use ``--rerun-survivors``, or delete
-``mutants/`` for a clean run); ``mutmut show NAME`` prints one mutant's diff. CPU heavy (about an hour on 2 cores): CI does not run
-it. A mutant counts as killed when a test failed or timed out on it.
+``mutants/`` for a clean run); ``mutmut show NAME`` prints one mutant's diff. CPU heavy (tens of minutes on
+2 cores): CI does not run it. A mutant counts as killed when a test failed or timed out on it.
 """
 from __future__ import annotations
 

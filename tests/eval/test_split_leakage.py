@@ -2,7 +2,8 @@
 
 The two splits are built so that any leak shows: the same two kinds of image (reddish, bluish) carry opposite
 labels in the training and the test folders. Trained on the training split, every probe (linear, MLP, k-NN,
-few-shot, logistic) must get the test split wrong; a probe trained (or a k-NN gallery built) on the test split, or scored on the training split, would be right.
+few-shot, logistic) must get the test split wrong; a probe trained (or a k-NN gallery built) on the test split,
+or scored on the training split, would be right.
 """
 from __future__ import annotations
 
