@@ -161,3 +161,22 @@ def test_an_image_is_found_through_its_finite_caption_when_another_is_nan():
     # images 1 and 2 have the NaN caption of image 0 ahead of their own -> rank 2
     assert r["i2t_R@1"] == pytest.approx(1 / 3) and r["i2t_R@2"] == 1.0
     assert r["t2i_R@1"] == pytest.approx(3 / 4)  # the NaN caption's query is a miss
+
+
+@pytest.mark.parametrize("owner,msg", [
+    ([0, 1], "owner must be"),            # 3 captions, 2 owners
+    ([0, 1, 3], "owner must be"),          # index past the images
+    ([0, -1, 1], "owner must be"),         # negative index
+    ([0, 0, 1], "every image needs at least one caption"),  # image 2 (the last) has none
+])
+def test_owner_is_checked(owner, msg):
+    img, txt = torch.randn(3, 4), torch.randn(3, 4)
+    with pytest.raises(ValueError, match=f"^{msg}"):
+        multi_caption_recall(img, txt[:len(owner)] if len(owner) == 3 else txt, torch.tensor(owner))
+    with pytest.raises(ValueError, match="^owner must be"):
+        multi_caption_recall(img, txt[:0], torch.zeros(0, dtype=torch.long))
+
+
+def test_one_image_one_caption_is_found():
+    r = multi_caption_recall(torch.ones(1, 3), torch.ones(1, 3), torch.tensor([0]), ks=(1,))
+    assert r == {"i2t_R@1": 1.0, "i2t_medr": 1.0, "t2i_R@1": 1.0, "t2i_medr": 1.0}

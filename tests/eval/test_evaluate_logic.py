@@ -135,3 +135,31 @@ def test_markdown_table_without_tasks_or_retrieval():
     lines = ev.markdown_table({"x": {}, "y": {"tasks": {"a": {"knn": 0.5}}}}).splitlines()
     assert lines == ["| method | a linear | a MLP | a kNN | R@1 i2t / t2i |", "|---|---|---|---|---|",
                      "| x | - | - | - | - |", "| y | - | - | 50.0 | - |"]
+
+
+@pytest.mark.parametrize("labels,captions,has_text,want", [
+    ({"a": [N, N]}, [[], []], True, "the test set has neither labels nor captions: nothing to evaluate (probes need "
+                                     "labels, retrieval needs captions)"),
+    ({"a": [0, N]}, [[], []], True, "no label task is present in both the probe training set and the test set; "
+                                     "it has no captions for retrieval"),
+    ({"a": [N, 1]}, [["x"], []], False, "no label task is present in both the probe training set and the test set; "
+                                        "method 'amdim' has no text encoder for retrieval (use a tvdim, tvdim-nce or "
+                                        "clip checkpoint)"),
+    ({}, [["x", "y"], []], True, "the test set has no labels; retrieval needs at least 10 captioned test images, "
+                                  "found 1"),
+])
+def test_nothing_to_evaluate_says_why(labels, captions, has_text, want):
+    te = FeatureSet(torch.zeros(2, 4), {k: torch.tensor(v) for k, v in labels.items()}, ["", ""], {}, captions)
+    assert ev.nothing_to_evaluate("amdim", te, has_text) == want
+
+
+def test_caption_retrieval_image_limits(loaded):
+    from tvdim.eval.caption_retrieval import caption_retrieval
+
+    enc, tok = loaded.method.text_encoder, loaded.tokenizer
+    feats = torch.randn(1002, 32, generator=torch.Generator().manual_seed(0))
+    caps = [[f"a red circle {i % 7}"] for i in range(1001)] + [[]]
+    assert caption_retrieval(enc, tok, feats, caps)["n_images"] == 1000  # default: at most 1000 images
+    one = caption_retrieval(enc, tok, feats[:1], caps[:1], min_images=0)  # never fewer than one image
+    assert one["n_images"] == 1 and one["i2t_R@1"] == 1.0
+    assert caption_retrieval(enc, tok, feats[-1:], caps[-1:], min_images=0) is None

@@ -199,3 +199,40 @@ def test_knn_k_larger_than_the_training_set_in_high_dimension():
 def test_knn_single_test_row():
     xtr, ytr = torch.tensor([[1.0, 0.0], [0.0, 1.0]]), torch.tensor([0, 1])
     assert knn_accuracy(xtr, ytr, torch.tensor([[0.9, 0.1]]), torch.tensor([0]), k=1) == 1.0
+
+
+def test_few_shot_indices_per_class_seeded():
+    from tvdim.eval.probes import few_shot_indices
+
+    y = torch.tensor([0, 1, 0, 2, 1, 0, -1, 0, 1, 2, 0])
+    idx = few_shot_indices(y, 2, seed=3)
+    assert idx.tolist() == sorted(idx.tolist())
+    assert sorted(y[idx].tolist()) == [0, 0, 1, 1, 2, 2]  # two per class, never an unlabelled row
+    assert torch.equal(few_shot_indices(y, 2), few_shot_indices(y, 2, seed=0))
+    draws = {tuple(few_shot_indices(y, 2, seed=s).tolist()) for s in range(8)}
+    assert len(draws) > 1  # the seed decides which rows
+    torch.manual_seed(0)
+    a = few_shot_indices(y, 2, seed=5)
+    torch.manual_seed(1)
+    assert torch.equal(a, few_shot_indices(y, 2, seed=5))  # not the global RNG
+    assert sorted(few_shot_indices(y, 10).tolist()) == [0, 1, 2, 3, 4, 5, 7, 8, 9, 10]  # fewer than k: all
+    empty = few_shot_indices(torch.tensor([-1, -1]), 3)
+    assert empty.dtype == torch.long and empty.numel() == 0
+
+
+def test_few_shot_accuracy_is_the_mean_over_seeded_draws():
+    from tvdim.eval.probes import few_shot_accuracy, few_shot_indices
+
+    xtr, ytr = gaussian_blobs(6, n_classes=3, d=4, sep=1.0, seed=12)
+    xte, yte = gaussian_blobs(10, n_classes=3, d=4, sep=1.0, seed=12, noise_seed=13)
+    want = []
+    for d in range(3):
+        idx = few_shot_indices(ytr, 2, 4 + d)
+        head = train_probe("linear", xtr[idx], ytr[idx], 3, 20, idx.numel(), 0.05, 4 + d)
+        want.append(accuracy(head, xte, yte))
+    got = few_shot_accuracy(xtr, ytr, xte, yte, 3, k=2, draws=3, epochs=20, lr=0.05, seed=4)
+    assert got == pytest.approx(sum(want) / 3)
+    assert len(set(want)) > 1  # the draws differ, so a wrong seed per draw would show
+    xtr, ytr = gaussian_blobs(12, n_classes=3, d=4, sep=1.0, seed=12)  # more than k = 10 per class
+    defaults = few_shot_accuracy(xtr, ytr, xte, yte, 3)
+    assert defaults == few_shot_accuracy(xtr, ytr, xte, yte, 3, k=10, draws=5, epochs=300, lr=1e-3, seed=0)
