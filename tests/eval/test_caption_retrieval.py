@@ -123,3 +123,60 @@ def test_caption_retrieval_embeds_every_caption_of_captioned_images():
     assert res["t2i_R@1"] == pytest.approx(3 / 4)
     assert caption_retrieval(ToyText(), toy_tokenizer, feats, captions, min_images=4) is None
     assert caption_retrieval(ToyText(), toy_tokenizer, feats, captions, max_images=2, min_images=2)["n_images"] == 2
+
+
+@pytest.mark.parametrize("where", ["img", "txt"])
+def test_nan_features_never_count_as_hits(where):
+    """A diverged encoder (NaN features) scores the floor, never 100 % (issue 12, defect 4)."""
+    g = torch.Generator().manual_seed(3)
+    img = torch.randn(12, 8, generator=g)
+    txt = img.repeat_interleave(2, dim=0)
+    owner = torch.arange(12).repeat_interleave(2)
+    if where == "img":
+        img = torch.full_like(img, float("nan"))
+    else:
+        txt = torch.full_like(txt, float("nan"))
+    r = multi_caption_recall(img, txt, owner, ks=(1, 5, 12, 24))
+    assert all(r[f"{d}_R@{k}"] == 0.0 for d in ("i2t", "t2i") for k in (1, 5, 12, 24)), r
+    assert r["i2t_medr"] == 25.0 and r["t2i_medr"] == 13.0  # past the last rank
+
+
+def test_a_nan_caption_counts_against_every_query_and_is_never_found():
+    """Caption 3 (of image 3, which has no other) is NaN: it ranks above the right caption for every image query,
+    image 3 can only be found through it, and its own text query is a miss; the other text queries are exact."""
+    g = torch.Generator().manual_seed(4)
+    img = torch.randn(12, 8, generator=g)
+    txt = img.clone()
+    txt[3] = float("nan")
+    r = multi_caption_recall(img, txt, torch.arange(12), ks=(1, 2, 12))
+    assert r["i2t_R@1"] == 0.0 and r["i2t_R@2"] == pytest.approx(11 / 12) and r["i2t_R@12"] == pytest.approx(11 / 12)
+    assert r["t2i_R@1"] == pytest.approx(11 / 12) and r["t2i_R@12"] == pytest.approx(11 / 12)
+
+
+def test_an_image_is_found_through_its_finite_caption_when_another_is_nan():
+    img = torch.eye(3)
+    txt = torch.stack([torch.full((3,), float("nan")), img[0], img[1], img[2]])
+    r = multi_caption_recall(img, txt, torch.tensor([0, 0, 1, 2]), ks=(1, 2))
+    # i2t: image 0 is found through caption 1 (its NaN caption is its own, so it does not count against it);
+    # images 1 and 2 have the NaN caption of image 0 ahead of their own -> rank 2
+    assert r["i2t_R@1"] == pytest.approx(1 / 3) and r["i2t_R@2"] == 1.0
+    assert r["t2i_R@1"] == pytest.approx(3 / 4)  # the NaN caption's query is a miss
+
+
+@pytest.mark.parametrize("owner,msg", [
+    ([0, 1], "owner must be"),            # 3 captions, 2 owners
+    ([0, 1, 3], "owner must be"),          # index past the images
+    ([0, -1, 1], "owner must be"),         # negative index
+    ([0, 0, 1], "every image needs at least one caption"),  # image 2 (the last) has none
+])
+def test_owner_is_checked(owner, msg):
+    img, txt = torch.randn(3, 4), torch.randn(3, 4)
+    with pytest.raises(ValueError, match=f"^{msg}"):
+        multi_caption_recall(img, txt[:len(owner)] if len(owner) == 3 else txt, torch.tensor(owner))
+    with pytest.raises(ValueError, match="^owner must be"):
+        multi_caption_recall(img, txt[:0], torch.zeros(0, dtype=torch.long))
+
+
+def test_one_image_one_caption_is_found():
+    r = multi_caption_recall(torch.ones(1, 3), torch.ones(1, 3), torch.tensor([0]), ks=(1,))
+    assert r == {"i2t_R@1": 1.0, "i2t_medr": 1.0, "t2i_R@1": 1.0, "t2i_medr": 1.0}

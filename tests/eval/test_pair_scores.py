@@ -1,10 +1,13 @@
 """Caption-noise detector scores: hand-computed pair scores, AUROC and precision at the noise rate."""
 from __future__ import annotations
 
+import csv
+import json
+
 import pytest
 import torch
 
-from tvdim.eval.pair_scores import auroc, detection_metrics, pair_scores
+from tvdim.eval.pair_scores import auroc, detection_metrics, pair_scores, read_manifest, write_scores
 
 
 def test_pair_scores_hand_computed():
@@ -49,3 +52,29 @@ def test_precision_at_the_true_noise_rate():
     assert m["n"] == 5 and m["n_noisy"] == 2
     assert m["precision_at_noise_rate"] == pytest.approx(0.5)  # top 2 = pairs 0, 1
     assert m["auroc"] == pytest.approx(5 / 6)  # (1 + 1 + 1) + (0 + 1 + 1) over 6
+
+
+def test_read_manifest_keys_and_kind(tmp_path):
+    p = tmp_path / "corrupted.json"
+    p.write_text(json.dumps({"keys": ["a", 7], "key_kind": "row"}))
+    assert read_manifest(p) == ({"a", "7"}, "row")
+    p.write_text(json.dumps({"keys": []}))
+    assert read_manifest(str(p)) == (set(), "key")  # the kind defaults to keys
+
+
+@pytest.mark.parametrize("name", ["scores.jsonl", "scores.csv"])
+def test_write_scores_formats_and_no_temporary_left(tmp_path, name):
+    rows = [{"key": "b", "loss": 0.5, "caption": "a, \"quoted\" one"}, {"key": "a", "loss": 0.25, "caption": "x"}]
+    out = tmp_path / name
+    write_scores(rows, out)
+    write_scores(rows, out)  # over an existing file
+    text = out.read_text(encoding="utf-8")
+    if name.endswith(".jsonl"):
+        assert text == "".join(json.dumps(r) + "\n" for r in rows)
+    else:
+        assert list(csv.DictReader(text.splitlines())) == [{k: str(v) for k, v in r.items()} for r in rows]
+        assert text.splitlines()[0] == "key,loss,caption"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    empty = tmp_path / "empty.csv"
+    write_scores([], empty)
+    assert empty.read_text().splitlines() == ["key"]

@@ -62,3 +62,13 @@ def test_global_local_scores_masked_values_ignored():
     local2[0, 2] = 99.0
     local2[1, 1:] = -7.0
     assert torch.allclose(a, global_local_scores(glob, local2, mask))
+
+
+def test_global_local_scores_single_valid_token_is_its_own_mean():
+    g = torch.Generator().manual_seed(4)
+    glob, local = torch.randn(2, 4, generator=g), torch.randn(3, 5, 4, generator=g)
+    mask = torch.zeros(3, 5, dtype=torch.bool)
+    mask[:, 2] = True  # one token per item
+    got = global_local_scores(glob, local, mask)
+    want = F.normalize(glob, dim=-1) @ F.normalize(local[:, 2], dim=-1).T
+    assert torch.allclose(got, want, atol=1e-6)

@@ -68,3 +68,52 @@ def test_info_nce_gradient_finite_with_masks():
     loss = info_nce_from_scores(s1, s1.T, valid_rows=valid, valid_cols=valid)
     (gr,) = torch.autograd.grad(loss, s1)
     assert bool(torch.isfinite(gr).all())
+
+
+def test_info_nce_global_batch_with_masks_by_hand():
+    """This rank holds rows 2..4 of a global batch of 7; captions of global rows 1 and 5 are missing."""
+    g = torch.Generator().manual_seed(4)
+    img_all, txt_all = torch.randn(7, 8, generator=g) * 3, torch.randn(7, 8, generator=g) * 0.5
+    valid_all = torch.tensor([True, False, True, True, True, False, True])
+    valid = valid_all[2:5].clone()
+    valid[1] = False  # a local row can be masked out on its own
+    t = 0.2
+    got = info_nce(img_all[2:5], txt_all[2:5], img_all, txt_all, pos_offset=2, temperature=t, valid=valid,
+                   valid_all=valid_all)
+    ni, nt = F.normalize(img_all, dim=-1), F.normalize(txt_all, dim=-1)
+    want = _hand(ni[2:5] @ nt.T / t, nt[2:5] @ ni.T / t, offset=2, valid_rows=valid, valid_cols=valid_all)
+    assert got.item() == pytest.approx(want, abs=1e-5)
+    # every input is cosine-normalised: scaling a gathered row changes nothing
+    scaled_img, scaled_txt = img_all.clone(), txt_all.clone()
+    scaled_img[6] *= 40.0
+    scaled_txt[0] *= 0.01
+    again = info_nce(img_all[2:5], txt_all[2:5], scaled_img, scaled_txt, pos_offset=2, temperature=t,
+                     valid=valid, valid_all=valid_all)
+    assert torch.allclose(again, got, atol=1e-6)
+    # valid alone also masks the columns (single process: the batch is the global batch)
+    local = info_nce(img_all, txt_all, temperature=t, valid=valid_all)
+    want = _hand(ni @ nt.T / t, nt @ ni.T / t, valid_rows=valid_all, valid_cols=valid_all)
+    assert local.item() == pytest.approx(want, abs=1e-5)
+
+
+def test_info_nce_default_temperature_is_0_1():
+    g = torch.Generator().manual_seed(5)
+    img, txt = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
+    assert torch.equal(info_nce(img, txt), info_nce(img, txt, temperature=0.1))
+
+
+def test_info_nce_masked_columns_beyond_the_last_positive():
+    """Global batch wider than this rank's positives (rank 0 of 2): the mask covers every column."""
+    g = torch.Generator().manual_seed(6)
+    s1, s2 = torch.randn(2, 6, generator=g), torch.randn(2, 6, generator=g)
+    cols = torch.tensor([True, True, False, True, True, False])
+    got = info_nce_from_scores(s1, s2, valid_cols=cols)
+    assert got.item() == pytest.approx(_hand(s1, s2, valid_cols=cols), abs=1e-5)
+
+
+def test_info_nce_one_valid_row_is_its_own_mean():
+    g = torch.Generator().manual_seed(7)
+    s1, s2 = torch.randn(3, 3, generator=g), torch.randn(3, 3, generator=g)
+    one = torch.tensor([False, True, False])
+    got = info_nce_from_scores(s1, s2, valid_rows=one)
+    assert got.item() == pytest.approx(_hand(s1, s2, valid_rows=one), abs=1e-5)

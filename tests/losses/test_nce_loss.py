@@ -165,3 +165,51 @@ def test_random_locations_picks_one_real_location_per_image():
     for i in range(2):
         matches = [(flat[i, :, k] == out[i]).all() for k in range(16)]
         assert sum(bool(m) for m in matches) == 1
+
+
+def _location_index_map(b, h=5, w=5):
+    """Feature map whose single channel holds each location's flat index: ``[b, 1, h, w]``."""
+    return torch.arange(h * w, dtype=torch.float32).view(1, 1, h, w).repeat(b, 1, 1, 1)
+
+
+def test_random_locations_uniform_and_independent_per_image():
+    """AMDIM draws the 5x5 source location per image, uniformly: every location turns up equally often, the
+    images of one batch get different locations, and the draw is not the same from batch to batch."""
+    g = torch.Generator().manual_seed(0)
+    b, draws = 8, 1000
+    picks = torch.stack([random_locations(_location_index_map(b), g)[:, 0] for _ in range(draws)]).long()  # [draws, b]
+    counts = torch.bincount(picks.flatten(), minlength=25).float()
+    expected = b * draws / 25  # 320
+    assert float(((counts - expected) ** 2 / expected).sum()) < 60  # chi-square, 24 dof: p ~ 1e-4
+    assert int(counts.min()) > 0.7 * expected and int(counts.max()) < 1.3 * expected
+    same_as_first = (picks == picks[:, :1]).float()[:, 1:].mean()  # P(image j shares image 0's location) = 1/25
+    assert 0.02 < float(same_as_first) < 0.07
+    for j in range(b):  # every image position sees every location
+        assert torch.bincount(picks[:, j], minlength=25).min() > 0
+    assert float((picks[1:] == picks[:-1]).float().mean()) < 0.07  # a new draw each call
+
+
+def test_random_locations_follow_the_global_rng_without_a_generator():
+    fmap = _location_index_map(64)
+    torch.manual_seed(3)
+    a = random_locations(fmap)
+    torch.manual_seed(3)
+    assert torch.equal(a, random_locations(fmap))
+    assert len(set(a[:, 0].tolist())) > 10  # 64 images: not one location for all
+
+
+def test_random_locations_use_the_given_generator():
+    fmap = _location_index_map(32)
+    torch.manual_seed(1)
+    a = random_locations(fmap, torch.Generator().manual_seed(9))
+    torch.manual_seed(2)  # the global RNG is not what decides
+    b = random_locations(fmap, torch.Generator().manual_seed(9))
+    assert torch.equal(a, b)
+    assert not torch.equal(a, random_locations(fmap, torch.Generator().manual_seed(10)))
+
+
+def test_tanh_clip_default_and_small_clips():
+    x = torch.tensor([-100.0, -0.3, 0.0, 0.3, 100.0])
+    assert torch.allclose(tanh_clip(x), 20.0 * torch.tanh(x / 20.0))
+    assert torch.allclose(tanh_clip(x, 0.5), 0.5 * torch.tanh(x / 0.5))  # a clip below 1 still clips
+    assert float(tanh_clip(x, 0.5).abs().max()) <= 0.5

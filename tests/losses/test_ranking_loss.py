@@ -1,6 +1,8 @@
 """Ranking (margin) loss: the TVDIM inter-modality term."""
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 import torch.nn.functional as F
@@ -152,3 +154,44 @@ def test_no_valid_row_gives_zero():
 def test_unknown_hinge_raises():
     with pytest.raises(ValueError, match="hinge"):
         ranking_loss_from_scores(S, S.T, hinge="bogus")
+
+
+def test_ranking_loss_global_batch_with_separate_masks():
+    g = torch.Generator().manual_seed(7)
+    img_all, txt_all = torch.randn(6, 8, generator=g) * 4, torch.randn(6, 8, generator=g) * 0.3
+    valid_all = torch.tensor([True, True, False, True, True, True])
+    valid = torch.tensor([True, False])  # local rows 2, 3: row 3 left out although it is a usable negative
+    got = ranking_loss(img_all[2:4], txt_all[2:4], img_all, txt_all, pos_offset=2, margin=0.3, valid=valid,
+                       valid_all=valid_all)
+    ni, nt = F.normalize(img_all, dim=-1), F.normalize(txt_all, dim=-1)
+    ref = _loop_rank(ni[2:4] @ nt.T, nt[2:4] @ ni.T, 0.3, "sum", pos_offset=2, valid_rows=valid,
+                     valid_cols=valid_all)
+    assert got.item() == pytest.approx(ref, abs=1e-5)
+
+
+@pytest.mark.parametrize("gamma", [None, 2.0, 5.0])
+def test_logistic_gamma_reaches_the_loss(gamma):
+    """The default gamma is 2; a given gamma goes through ranking_loss to the scores."""
+    g = torch.Generator().manual_seed(8)
+    img, txt = torch.randn(4, 8, generator=g), torch.randn(4, 8, generator=g)
+    kw = {} if gamma is None else {"gamma": gamma}
+    got = ranking_loss(img, txt, hinge="logistic", margin=0.25, **kw)
+    s = F.normalize(img, dim=-1) @ F.normalize(txt, dim=-1).T
+    ref = _loop_rank(s, s.T, 0.25, "logistic", gamma=2.0 if gamma is None else gamma)
+    assert got.item() == pytest.approx(ref, abs=1e-5)
+    assert ranking_loss_from_scores(s, s.T, margin=0.25, hinge="logistic", **kw).item() == pytest.approx(ref, abs=1e-5)
+
+
+def test_logistic_without_any_negative_uses_minus_margin():
+    """No usable negative (every other caption missing): the negative part is log(1 + e^{gamma (m - m)}) = log 2."""
+    s = torch.tensor([[0.6, 0.9, 0.1], [0.2, 0.3, 0.4], [0.5, 0.5, 0.5]])
+    only = torch.tensor([True, False, False])
+    got = ranking_loss_from_scores(s, s.T, margin=0.2, hinge="logistic", gamma=2.0, valid_rows=only, valid_cols=only)
+    pos = math.log1p(math.exp(2.0 * (0.2 - 0.6)))
+    assert got.item() == pytest.approx(2 * (pos + math.log(2.0)), abs=1e-6)
+
+
+def test_one_valid_row_is_its_own_mean():
+    one = torch.tensor([False, True, False])
+    got = ranking_loss_from_scores(S, S.T, margin=0.2, valid_rows=one)
+    assert got.item() == pytest.approx(0.10 + 0.85, abs=1e-6)  # row 1 of test_sum_hinge_hand_computed

@@ -1,4 +1,6 @@
-"""Every method through one forward / backward on a tiny batch built like tvdim.data.pipeline.Collator."""
+"""Every method through one forward / backward on a tiny batch built like tvdim.data.pipeline.Collator.
+
+The loss terms' values and gradients against METHOD.md computed by hand: test_method_objective.py."""
 from __future__ import annotations
 
 import pytest
@@ -6,7 +8,6 @@ import torch
 
 from tvdim.config import load_config
 from tvdim.errors import ConfigError
-from tvdim.losses import amdim_nce, random_locations, ranking_loss
 from tvdim.methods import build_method, uses_text
 from tvdim.models.tokenizer import CaptionTokenizer
 
@@ -118,34 +119,6 @@ def test_total_is_intra_plus_lambda_inter(tok):
     assert torch.allclose(out.loss, out.terms["inter_nce"], atol=1e-6)
 
 
-def test_terms_match_the_loss_functions(tok):
-    """nce_* and inter_rank equal the pure loss functions applied to the encoder outputs (same RNG draw)."""
-    method = build("tvdim", tok, "text.dropout=0.0")
-    method.train()
-    batch = {**make_batch(tok, has_text=[True, True, False, True, True, False]), "labels": {}}
-    torch.manual_seed(5)
-    out = method(batch)
-    torch.manual_seed(5)
-    b = batch["x1"].shape[0]
-    r1, r5, r7 = (t.split(b) for t in method.image_encoder(torch.cat([batch["x1"], batch["x2"]])))
-    t5 = [r.flatten(2) for r in r5]
-    t7 = [r.flatten(2) for r in r7]
-    l15 = 0.5 * (amdim_nce(r1[0], t5[1])[0] + amdim_nce(r1[1], t5[0])[0])
-    l17 = 0.5 * (amdim_nce(r1[0], t7[1])[0] + amdim_nce(r1[1], t7[0])[0])
-    src5 = [random_locations(r) for r in r5]
-    l55 = 0.5 * (amdim_nce(src5[0], t5[1])[0] + amdim_nce(src5[1], t5[0])[0])
-    reg = sum(0.5 * (amdim_nce(s[0], t[1])[1] + amdim_nce(s[1], t[0])[1])
-              for s, t in ((r1, t5), (r1, t7), (src5, t5)))
-    assert torch.allclose(out.terms["nce_1t5"], l15, atol=1e-5)
-    assert torch.allclose(out.terms["nce_1t7"], l17, atol=1e-5)
-    assert torch.allclose(out.terms["nce_5t5"], l55, atol=1e-5)
-    assert torch.allclose(out.terms["nce_reg"], reg, atol=1e-5)
-    txt = method.text_encoder(batch["ids"], batch["mask"]).sentence
-    valid = batch["has_text"]
-    inter = 0.5 * (ranking_loss(r1[0], txt, valid=valid) + ranking_loss(r1[1], txt, valid=valid))
-    assert torch.allclose(out.terms["inter_rank"], inter, atol=1e-5)
-
-
 @pytest.mark.parametrize("name", ["tvdim", "tvdim-nce", "clip"])
 def test_rows_without_caption_do_not_change_inter_term(name, tok):
     method = build(name, tok)
@@ -205,3 +178,98 @@ def test_supervised_needs_labels_and_valid_task(tok):
         build_method(cfg_for("supervised", "train.probe_task=nosuch"), TASKS, None)
     m = build_method(cfg_for("supervised", "train.probe_task=colour"), TASKS, None)
     assert m.task == "colour"
+
+
+@pytest.mark.parametrize("name", ["amdim", "tvdim", "clip"])
+def test_online_probe_sees_both_views(name, tok):
+    """As the AMDIM reference: the online probes train on r1 of both views (labels repeated), on detached
+    features; loss = CE(10 tanh(logits / 10)) + 1e-3 mean(logits^2) over the labelled rows."""
+    method = build(name, tok)
+    method.train()
+    seen = {}
+    method.image_encoder.register_forward_hook(lambda m, i, o: seen.update(r1=o.r1.detach()) or None)
+    batch = make_batch(tok)
+    out = method(batch)
+    r1 = seen["r1"]
+    assert r1.shape[0] == 2 * batch["x1"].shape[0]  # both views went through the encoder
+    for task in ("shape", "colour"):
+        y = batch["labels"][task].repeat(2)
+        keep = y >= 0
+        logits = method.probes[task](r1)[keep].double()
+        clipped = 10 * torch.tanh(logits / 10)
+        ce = (torch.logsumexp(clipped, 1) - clipped[torch.arange(len(logits)), y[keep]]).mean()
+        assert out.terms[f"probe/{task}"].item() == pytest.approx((ce + 1e-3 * logits.pow(2).mean()).item(), rel=1e-5)
+        acc = (logits.argmax(1) == y[keep]).double().mean().item()
+        assert out.metrics[f"probe_acc/{task}"].item() == pytest.approx(acc)
+
+
+def test_model_and_text_config_reach_the_encoders(tok):
+    m = build("tvdim", tok, "model.use_bn=true", "text.pooling=cls")
+    assert any(isinstance(x, torch.nn.BatchNorm2d) for x in m.image_encoder.to7[1].modules())  # inside a unit
+    assert m.text_encoder.pooling == "cls"
+    plain = build("tvdim", tok)
+    assert not any(isinstance(x, torch.nn.BatchNorm2d) for x in plain.image_encoder.to7[1].modules())
+    assert plain.text_encoder.pooling == "mean"
+
+
+@pytest.mark.parametrize("name", ["amdim", "tvdim", "supervised"])
+def test_loss_is_objective_plus_probe_losses(name, tok):
+    """The probes' losses are added to the objective (they train the probes); a task absent from the batch's
+    labels is skipped, the others still run."""
+    method = build(name, tok)
+    method.eval()  # deterministic: no dropout, BN at its running statistics
+    batch = make_batch(tok)
+    torch.manual_seed(4)
+    bare = method({**batch, "labels": {"shape": batch["labels"]["shape"]}} if name == "supervised"
+                  else {k: v for k, v in batch.items() if k != "labels"})  # no labels key at all
+    torch.manual_seed(4)
+    only_colour = {"colour": batch["labels"]["colour"]}
+    if name == "supervised":
+        only_colour["shape"] = batch["labels"]["shape"]
+    out = method({**batch, "labels": only_colour})
+    assert "probe/colour" in out.terms
+    probes = sum(v for k, v in out.terms.items() if k.startswith("probe/"))
+    base = bare.loss - sum(v for k, v in bare.terms.items() if k.startswith("probe/"))
+    assert float(probes) > 0
+    assert out.loss.item() == pytest.approx((base + probes).item(), rel=1e-5)
+    if name != "supervised":
+        assert "probe/shape" not in out.terms
+
+
+def test_pad_tokens_pads_to_the_common_length_when_distributed(monkeypatch):
+    from tvdim.methods import contrastive
+    from tvdim.train.distributed import DistInfo
+
+    tokens, mask = torch.randn(2, 3, 4), torch.tensor([[True, True, False], [True, True, True]])
+    assert contrastive._pad_tokens(tokens, mask, 5)[0] is tokens  # one process: nothing to do
+    monkeypatch.setattr(contrastive, "current", lambda: DistInfo(rank=1, world_size=2))
+    padded, pmask = contrastive._pad_tokens(tokens, mask, 5)
+    assert padded.shape == (2, 5, 4) and pmask.shape == (2, 5)
+    assert torch.equal(padded[:, :3], tokens) and bool((padded[:, 3:] == 0).all())
+    assert torch.equal(pmask[:, :3], mask) and not bool(pmask[:, 3:].any())
+    one, one_mask = contrastive._pad_tokens(tokens, mask, 4)  # a single padding column is still added
+    assert one.shape == (2, 4, 4) and one_mask.shape == (2, 4) and not bool(one_mask[:, 3].any())
+    same = contrastive._pad_tokens(tokens, mask, 3)
+    assert same[0] is tokens and same[1] is mask
+
+
+def test_mlp_head_is_amdims():
+    from tvdim.methods.supervised import mlp_head
+
+    head = mlp_head(16, 5)
+    kinds = [type(m).__name__ for m in head]
+    assert kinds == ["Dropout", "Linear", "BatchNorm1d", "ReLU", "Dropout", "Linear"]
+    assert head[0].p == 0.2 and head[4].p == 0.2
+    assert (head[1].in_features, head[1].out_features, head[5].out_features) == (16, 1024, 5)
+    assert mlp_head(16, 5, hidden=32, dropout=0.5)[1].out_features == 32
+
+
+def test_error_messages_name_the_choices(tok):
+    cfg = cfg_for("amdim")
+    cfg.train.method = "simclr"
+    with pytest.raises(ConfigError, match=r"valid methods: amdim, tvdim, tvdim-nce, clip, random, supervised$"):
+        build_method(cfg, TASKS, tok.vocab_size)
+    with pytest.raises(ValueError, match=r"^method 'supervised' needs labelled training data"):
+        build_method(cfg_for("supervised"), {}, None)
+    with pytest.raises(ValueError, match=r"labels: shape, colour$"):
+        build_method(cfg_for("supervised", "train.probe_task=nosuch"), TASKS, None)

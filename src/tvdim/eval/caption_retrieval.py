@@ -5,7 +5,9 @@
 * text -> image: one query per caption; a hit at k when its image ranks within the top k of all images.
 
 Ties count against the query (pessimistic): a wrong candidate scoring exactly as high as the right one ranks
-above it, so a collapsed encoder (all features equal) scores the floor, not a perfect recall. With one caption
+above it, and so does a NaN score; a query whose right answer scores NaN is never found (its rank is past the last).
+So a collapsed encoder (all features equal) or a diverged one (NaN features) scores the floor, not a perfect
+recall. With one caption
 per image this is ordinary pairwise retrieval.
 """
 from __future__ import annotations
@@ -17,7 +19,6 @@ import torch
 import torch.nn.functional as F
 
 
-@torch.no_grad()
 def multi_caption_recall(img: torch.Tensor, txt: torch.Tensor, owner: torch.Tensor,
                          ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
     """Recall@k and median rank for ``img [N, D]`` and ``txt [M, D]``; caption j describes image ``owner[j]``.
@@ -25,26 +26,30 @@ def multi_caption_recall(img: torch.Tensor, txt: torch.Tensor, owner: torch.Tens
     ``owner``: ``[M]`` long in ``[0, N)``, every image owning at least one caption.
     Returns ``{"i2t_R@k", "t2i_R@k" (fractions), "i2t_medr", "t2i_medr" (1-based median rank)}``.
     """
-    n, m = img.shape[0], txt.shape[0]
-    owner = owner.long()
-    if owner.shape != (m,) or m == 0 or int(owner.min()) < 0 or int(owner.max()) >= n:
-        raise ValueError(f"owner must be [M={m}] indices into {n} images")
-    if torch.bincount(owner, minlength=n).min() == 0:
-        raise ValueError("every image needs at least one caption")
-    s = F.normalize(img.float(), dim=1) @ F.normalize(txt.float(), dim=1).T  # [N, M] cosine
-    cols = torch.arange(m)
-    own = torch.zeros(n, m, dtype=torch.bool)
-    own[owner, cols] = True
-    best = s.masked_fill(~own, float("-inf")).max(1).values  # [N] best score among an image's own captions
-    i2t = ((s >= best.unsqueeze(1)) & ~own).sum(1)  # [N] 0-based: wrong captions at least as close
-    true = s[owner, cols]  # [M]
-    t2i = (s >= true.unsqueeze(0)).sum(0) - 1  # [M] 0-based: other images at least as close (minus itself)
-    out: dict[str, float] = {}
-    for name, rank in (("i2t", i2t), ("t2i", t2i)):
-        for k in ks:
-            out[f"{name}_R@{k}"] = (rank < k).float().mean().item()
-        out[f"{name}_medr"] = float((rank + 1).float().median().item())  # lower median, as floor(median)+1
-    return out
+    with torch.no_grad():  # a block, not a decorator: mutmut skips decorated functions
+        n, m = img.shape[0], txt.shape[0]
+        owner = owner.long()
+        if owner.shape != (m,) or m == 0 or int(owner.min()) < 0 or int(owner.max()) >= n:
+            raise ValueError(f"owner must be [M={m}] indices into {n} images")
+        if torch.bincount(owner, minlength=n).min() == 0:
+            raise ValueError("every image needs at least one caption")
+        s = F.normalize(img.float(), dim=1) @ F.normalize(txt.float(), dim=1).T  # [N, M] cosine
+        cols = torch.arange(m)
+        own = torch.zeros(n, m, dtype=torch.bool)
+        own[owner, cols] = True
+        # NaN scores (a diverged encoder) count against the query like ties: ~(a < b) is True for ties and for NaN
+        best = s.masked_fill(~own | s.isnan(), float("-inf")).max(1).values  # [N] best finite own-caption score
+        i2t = (~(s < best.unsqueeze(1)) & ~own).sum(1)  # [N] 0-based: wrong captions at least as close, or NaN
+        true = s[owner, cols]  # [M]
+        t2i = (~(s < true.unsqueeze(0))).sum(0) - 1  # [M] 0-based: other images as close or NaN (minus itself)
+        i2t_found, t2i_found = best > float("-inf"), ~true.isnan()  # no finite own score: never found
+        i2t, t2i = i2t.masked_fill(~i2t_found, m), t2i.masked_fill(~t2i_found, n)  # past the last rank
+        out: dict[str, float] = {}
+        for name, rank, found in (("i2t", i2t, i2t_found), ("t2i", t2i, t2i_found)):
+            for k in ks:
+                out[f"{name}_R@{k}"] = ((rank < k) & found).float().mean().item()
+            out[f"{name}_medr"] = float((rank + 1).float().median().item())  # lower median, as floor(median)+1
+        return out
 
 
 def caption_retrieval(text_encoder: Any, tokenizer: Any, feats: torch.Tensor, captions: Sequence[Sequence[str]],

@@ -63,25 +63,25 @@ def few_shot_accuracy(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torc
     return sum(accs) / len(accs)
 
 
-@torch.no_grad()
 def accuracy(head: nn.Module, x: torch.Tensor, y: torch.Tensor) -> float:
     """Top-1 accuracy over every labelled row of the test set (eval mode: BN statistics frozen)."""
-    keep = y >= 0
-    return (head.eval()(x[keep]).argmax(1) == y[keep]).float().mean().item()
+    with torch.no_grad():  # a block, not a decorator: mutmut skips decorated functions
+        keep = y >= 0
+        return (head.eval()(x[keep]).argmax(1) == y[keep]).float().mean().item()
 
 
-@torch.no_grad()
 def knn_accuracy(x_train: torch.Tensor, y_train: torch.Tensor, x_test: torch.Tensor, y_test: torch.Tensor,
                  k: int = 20, temperature: float = 0.07, chunk: int = 1024) -> float:
     """k-NN on L2-normalised features, votes weighted by ``exp(cos / temperature)`` (InstDisc / DINO style)."""
-    ktr, kte = y_train >= 0, y_test >= 0
-    xtr, ytr = F.normalize(x_train[ktr], dim=1), y_train[ktr]
-    xte, yte = F.normalize(x_test[kte], dim=1), y_test[kte]
-    n_classes = int(max(ytr.max(), yte.max())) + 1
-    k = min(k, xtr.shape[0])
-    correct = 0
-    for i in range(0, xte.shape[0], chunk):
-        sims, idx = (xte[i:i + chunk] @ xtr.T).topk(k, dim=1)
-        votes = torch.zeros(sims.shape[0], n_classes).scatter_add_(1, ytr[idx], (sims / temperature).exp())
-        correct += (votes.argmax(1) == yte[i:i + chunk]).sum().item()
-    return correct / max(1, xte.shape[0])
+    with torch.no_grad():  # a block, not a decorator: mutmut skips decorated functions
+        ktr, kte = y_train >= 0, y_test >= 0
+        xtr, ytr = F.normalize(x_train[ktr], dim=1), y_train[ktr]
+        xte, yte = F.normalize(x_test[kte], dim=1), y_test[kte]
+        n_classes = int(max(ytr.max(), yte.max())) + 1
+        k = min(k, xtr.shape[0])
+        correct = 0
+        for i in range(0, xte.shape[0], chunk):
+            sims, idx = (xte[i:i + chunk] @ xtr.T).topk(k, dim=1)
+            votes = torch.zeros(sims.shape[0], n_classes).scatter_add_(1, ytr[idx], (sims / temperature).exp())
+            correct += (votes.argmax(1) == yte[i:i + chunk]).sum().item()
+        return correct / max(1, xte.shape[0])

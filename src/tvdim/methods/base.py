@@ -73,13 +73,17 @@ class Method(nn.Module):
         probe_ids = {id(p) for p in self.probes.parameters()}
         return [p for p in self.parameters() if id(p) not in probe_ids]
 
-    def probe_step(self, feats: torch.Tensor, labels: dict[str, torch.Tensor], out: StepOutput) -> torch.Tensor:
-        """Online linear probes on detached features: returns their summed loss, logs loss and accuracy."""
+    def probe_step(self, feats: torch.Tensor, labels: dict[str, torch.Tensor], out: StepOutput,
+                   views: int = 1) -> torch.Tensor:
+        """Online linear probes on detached features: returns their summed loss, logs loss and accuracy.
+
+        ``feats``: ``[views * B, D]``, the views stacked in order; ``labels[task]``: ``[B]``, repeated per view."""
         total = feats.new_zeros((), dtype=torch.float32)
         for task, head in self.probes.items():
             y = labels.get(task)
             if y is None:
                 continue
+            y = y.repeat(views)
             logits = head(feats.detach().float())
             known = y >= 0
             loss = global_mean_share(known) * classifier_loss(logits, y)  # ranks may know different label counts

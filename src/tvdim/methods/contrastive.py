@@ -120,6 +120,6 @@ class ContrastiveMethod(Method):
         out = StepOutput(loss, {k: v.detach() for k, v in terms.items()})
         if self.pair_weights is not None:
             out.metrics.update(self.pair_weights.last)
-        out.loss = loss + self.probe_step(r1[0], batch.get("labels", {}), out)
+        out.loss = loss + self.probe_step(torch.cat(r1), batch.get("labels", {}), out, views=2)  # as AMDIM
         out.terms["total"] = out.loss.detach()
         return out

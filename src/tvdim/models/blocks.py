@@ -1,7 +1,8 @@
 """AMDIM's building blocks (Bachman et al. 2019, reference ``amdim-public``), written afresh.
 
-All convolutions are bias-free; the second convolution of every residual branch starts at zero so that each
-block starts as its (average-pooling) shortcut.
+As in the reference, the stem convolutions (no BN after them) and the shortcut convolution of a narrowing unit
+have a bias, the others none; the second convolution of every residual branch starts at zero so that each block
+starts as its (average-pooling) shortcut.
 """
 from __future__ import annotations
 
@@ -17,21 +18,42 @@ def maybe_bn(channels: int, use_bn: bool) -> nn.Module:
     return nn.BatchNorm2d(channels) if use_bn else nn.Identity()
 
 
-class ConvBNReLU(nn.Sequential):
-    """Stem: conv(k, stride, pad) -> optional BN -> ReLU."""
+class _AddedBiases:
+    """Checkpoints written before the convolutions named in ``added_biases`` had a bias load with a zero bias,
+    which is the function they were trained as."""
+
+    added_biases: tuple[str, ...] = ()
+
+    def _load_from_state_dict(self, state_dict, prefix, *args, **kwargs):  # type: ignore[no-untyped-def]
+        for name in self.added_biases:
+            conv = getattr(self, name)
+            key = f"{prefix}{name}.bias"
+            if conv is not None and conv.bias is not None and key not in state_dict \
+                    and f"{prefix}{name}.weight" in state_dict:
+                state_dict[key] = torch.zeros_like(conv.bias)
+        super()._load_from_state_dict(state_dict, prefix, *args, **kwargs)  # type: ignore[misc]
+
+
+class ConvBNReLU(_AddedBiases, nn.Sequential):
+    """Stem: conv(k, stride, pad) -> optional BN -> ReLU; the convolution has a bias when no BN follows."""
+
+    added_biases = ("0",)
 
     def __init__(self, n_in: int, n_out: int, k: int, stride: int = 1, pad: int = 0, use_bn: bool = False,
                  pad_mode: str = "zeros") -> None:
-        super().__init__(nn.Conv2d(n_in, n_out, k, stride, pad, bias=False, padding_mode=pad_mode),
+        super().__init__(nn.Conv2d(n_in, n_out, k, stride, pad, bias=not use_bn, padding_mode=pad_mode),
                          maybe_bn(n_out, use_bn), nn.ReLU(inplace=True))
 
 
-class ConvResNxN(nn.Module):
+class ConvResNxN(_AddedBiases, nn.Module):
     """Residual unit: ``conv(k, s) -> BN? -> ReLU -> 1x1 conv (zero-init)`` plus a shortcut.
 
-    Shortcut: ``avg_pool(k, s)`` with channels zero-padded up to ``n_out`` (or a k x k conv when ``n_out < n_in``).
+    Shortcut: ``avg_pool(k, s)`` with channels zero-padded up to ``n_out`` (or a k x k conv with a bias when
+    ``n_out < n_in``).
     Input ``[B, n_in, H, W]`` -> output ``[B, n_out, (H + 2 pad - k) // s + 1, ...]``.
     """
+
+    added_biases = ("shortcut_conv",)
 
     def __init__(self, n_in: int, n_out: int, k: int, stride: int = 1, pad: int = 0, use_bn: bool = False) -> None:
         super().__init__()
@@ -40,7 +62,7 @@ class ConvResNxN(nn.Module):
         self.bn1 = maybe_bn(n_out, use_bn)
         self.relu = nn.ReLU(inplace=True)
         self.conv2 = nn.Conv2d(n_out, n_out, 1, 1, 0, bias=False)
-        self.shortcut_conv = nn.Conv2d(n_in, n_out, k, stride, pad, bias=False) if n_out < n_in else None
+        self.shortcut_conv = nn.Conv2d(n_in, n_out, k, stride, pad, bias=True) if n_out < n_in else None
         nn.init.kaiming_uniform_(self.conv1.weight, a=math.sqrt(5))
         nn.init.zeros_(self.conv2.weight)
 

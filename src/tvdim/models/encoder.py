@@ -43,8 +43,8 @@ class AmdimEncoder(nn.Module):
         else:
             c7 = ndf * 8
             stem = [ConvBNReLU(3, ndf, 3)]
-            if image_size == 128:
-                stem = [ConvBNReLU(3, ndf, 5, 2, 2, pad_mode="reflect"), ConvBNReLU(ndf, ndf, 3, use_bn=use_bn)]
+            if image_size == 128:  # as the reference: no BN in the stem, whatever use_bn says
+                stem = [ConvBNReLU(3, ndf, 5, 2, 2, pad_mode="reflect"), ConvBNReLU(ndf, ndf, 3)]
             layers = stem + [ConvResBlock(ndf, ndf * 2, 4, 2, d, use_bn), ConvResBlock(ndf * 2, ndf * 4, 4, 2, d, use_bn),
                              ConvResBlock(ndf * 4, c7, 2, 2, d, use_bn)]
         self.to7 = nn.Sequential(*layers, maybe_bn(c7, use_bn))  # -> [B, c7, 7, 7]
