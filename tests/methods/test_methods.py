@@ -273,3 +273,18 @@ def test_error_messages_name_the_choices(tok):
         build_method(cfg_for("supervised"), {}, None)
     with pytest.raises(ValueError, match=r"labels: shape, colour$"):
         build_method(cfg_for("supervised", "train.probe_task=nosuch"), TASKS, None)
+
+
+def test_supervised_loss_is_amdims_classifier_loss_on_view_1(tok):
+    method = build("supervised", tok, "text.dropout=0.0")
+    method.eval()  # no dropout in the MLP head: the value is deterministic
+    seen = {}
+    method.image_encoder.register_forward_hook(lambda m, i, o: seen.update(r1=o.r1.detach()) or None)
+    batch = make_batch(tok)
+    out = method(batch)
+    assert seen["r1"].shape[0] == batch["x1"].shape[0]  # view 1 only
+    logits = method.head(seen["r1"]).double()
+    y = batch["labels"]["shape"]
+    clipped = 10 * torch.tanh(logits / 10)
+    want = (torch.logsumexp(clipped, 1) - clipped[torch.arange(len(y)), y]).mean() + 1e-3 * logits.pow(2).mean()
+    assert out.terms["sup/shape"].item() == pytest.approx(want.item(), rel=1e-5)
