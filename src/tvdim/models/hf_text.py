@@ -16,7 +16,7 @@ from tokenizers import Tokenizer
 from torch import nn
 
 from ..errors import ConfigError
-from .text import TextOutput
+from .text import TextOutput, pool
 from .tokenizer import CaptionTokenizer
 
 
@@ -112,12 +112,7 @@ class PretrainedTextEncoder(nn.Module):
                              f"{self.max_len} positions; lower text.max_len")
         with torch.set_grad_enabled(torch.is_grad_enabled() and not self.freeze):
             h = self.backbone(input_ids=ids, attention_mask=mask.long()).last_hidden_state
-        if self.pooling == "cls":
-            pooled = h[:, 0]
-        else:
-            m = mask.unsqueeze(-1).to(h.dtype)
-            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
-        return TextOutput(self.token_head(h) if tokens else None, mask, self.sentence_head(pooled))
+        return TextOutput(self.token_head(h) if tokens else None, mask, self.sentence_head(pool(h, mask, self.pooling)))
 
 
 __all__ = ["PretrainedTextEncoder", "hf_tokenizer", "transformers_module"]

@@ -46,9 +46,12 @@ class TextEncoder(nn.Module):
             raise ValueError(f"text of {t} tokens is longer than text.max_len={self.pos.shape[0]}")
         h = self.embed(ids) + self.pos[:t]
         h = self.norm(self.transformer(h, src_key_padding_mask=~mask))
-        if self.pooling == "cls":
-            pooled = h[:, 0]
-        else:
-            m = mask.unsqueeze(-1).to(h.dtype)
-            pooled = (h * m).sum(1) / m.sum(1).clamp(min=1.0)
-        return TextOutput(self.token_head(h) if tokens else None, mask, self.sentence_head(pooled))
+        return TextOutput(self.token_head(h) if tokens else None, mask, self.sentence_head(pool(h, mask, self.pooling)))
+
+
+def pool(h: torch.Tensor, mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """Sentence feature ``[B, D]`` from token states ``[B, T, D]``: the first token (``cls``) or the masked mean."""
+    if pooling == "cls":
+        return h[:, 0]
+    m = mask.unsqueeze(-1).to(h.dtype)
+    return (h * m).sum(1) / m.sum(1).clamp(min=1.0)
