@@ -1,7 +1,10 @@
 #!/usr/bin/env bash
-# GPU check (< 10 min on one H100): a smoke test of every method in bf16 (a few steps, checkpoint, resume,
-# evaluate) and the throughput benchmark. Prints images/s, peak memory and the device name; figures land in $OUT
-# (default benchmarks/out). Usage: bash benchmarks/gpu_check.sh
+# GPU check (meant to take < 8 min on one H100): a smoke test of every method in bf16 (a few steps, checkpoint, resume,
+# evaluate) and the throughput benchmark at the configurations of issue 10 (px:ndf:n_rkhs:depth:batch). Prints
+# images/s, MFU, peak memory and the device name; figures land in $OUT (default benchmarks/out).
+# Usage: [AMDIM_REF=/path/to/amdim-public] bash benchmarks/gpu_check.sh
+# AMDIM_REF: a local checkout of github.com/Philip-Bachman/amdim-public (not part of this repository); with it the
+# throughput table gains the rows amdim-ref / amdim-ref-tuned (the original code); unset, they are skipped.
 set -euo pipefail
 OUT=${OUT:-benchmarks/out}
 mkdir -p "$OUT"
@@ -18,5 +21,14 @@ for m in amdim tvdim tvdim-nce clip supervised; do
 done
 $PY -m tvdim.cli pretrain --out "$SMOKE/tvdim" --resume latest $COMMON train.steps=30   # resume 20 -> 30
 $PY -m tvdim.cli evaluate "$SMOKE/tvdim/checkpoints/last.pt" --device cuda --out "$OUT/gpu_eval"
-$PY benchmarks/throughput.py --device cuda --sizes 32,64,128 --batches 64,256 --ndf 128 --n-rkhs 1024 \
-  --n-depth 3 --text-dim 256 --steps 10 --warmup 3 --out "$OUT/throughput_gpu.json"
+REF_ARGS=()
+if [[ -n "${AMDIM_REF:-}" ]]; then
+  REF_ARGS=(--amdim-ref "$AMDIM_REF")
+else
+  echo "AMDIM_REF unset: the amdim-ref rows are skipped"
+fi
+$PY benchmarks/throughput.py --device cuda \
+  --configs 32:128:1024:3:256,64:128:1024:3:256,128:128:1024:3:128,128:192:1536:8:128 \
+  --variants baseline,amdim,tvdim,amdim-ref,amdim-ref-tuned ${REF_ARGS[@]+"${REF_ARGS[@]}"} \
+  --text-dim 256 --steps 10 --warmup 3 --out "$OUT/throughput_gpu.json"
+echo "gpu_check.sh: ${SECONDS}s in all"
