@@ -31,4 +31,11 @@ $PY benchmarks/throughput.py --device cuda \
   --configs 32:128:1024:3:256,64:128:1024:3:256,128:128:1024:3:128,128:192:1536:8:128 \
   --variants baseline,amdim,tvdim,amdim-ref,amdim-ref-tuned ${REF_ARGS[@]+"${REF_ARGS[@]}"} \
   --text-dim 256 --steps 10 --warmup 3 --out "$OUT/throughput_gpu.json"
+# End-to-end pretraining rate on RSICD (issue 10): the real trainer against the synthetic-input step, 4 and 8
+# data-loader workers, AMDIM-size encoder in bf16 (about 2 minutes). Needs the RSICD shards under $DATA.
+DATA=${DATA:-../shared/data}
+E2E="--data $DATA --method tvdim --workers 4,8 --ndf 128 --n-rkhs 1024 --n-depth 3 --text-dim 256 --device cuda \
+--precision bf16 --steps 60 --log-every 10 --bench-steps 20 --warmup 5"
+$PY benchmarks/e2e.py $E2E --size 64 --batch 256 --out "$OUT/e2e_gpu_64.json"
+$PY benchmarks/e2e.py $E2E --size 128 --batch 128 --out "$OUT/e2e_gpu_128.json"
 echo "gpu_check.sh: ${SECONDS}s in all"
