@@ -43,7 +43,8 @@ class DataConfig:
     caption_noise: float = 0.0  # fraction of captions swapped with random others (on the fly, seeded)
     max_bad_fraction: float = 0.05  # stop when more than this fraction of samples is unusable
     max_image_pixels: int = 89_478_485  # PIL's decompression-bomb limit
-    workers: int = 0
+    workers: int = -1  # data-loader processes; -1 = chosen from the machine (train/device.py: resolve_workers)
+    augment: str = "auto"  # cpu (per image, in the workers) | device (batched, on the training device) | auto
     # synthetic generator
     synth_train: int = 4000
     synth_test: int = 1000
@@ -117,7 +118,7 @@ class TrainConfig:
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
-    compile: bool = False
+    compile: str = "auto"  # on | off | auto (on for CUDA): torch.compile of the training step, eager on failure
     out_dir: str = "runs/tvdim"
     log_every: int = 10
     ckpt_every: int = 200
@@ -230,16 +231,22 @@ def parse_override(text: str) -> dict[str, Any]:
     return out
 
 
+_SWITCH = {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no": "off"}  # YAML / older configs: bools
+
+
 def validate(cfg: Config) -> Config:
     if cfg.train.method not in METHODS:
         raise ConfigError(f"unknown method '{cfg.train.method}'; valid methods: {', '.join(METHODS)}")
     if cfg.model.image_size not in (32, 64, 128):
         raise ConfigError(f"model.image_size must be 32, 64 or 128, got {cfg.model.image_size}")
+    cfg.train.compile = _SWITCH.get(cfg.train.compile.strip().lower(), cfg.train.compile)
     choices = {"loss.hinge": (cfg.loss.hinge, ("sum", "max", "logistic")),
                "loss.inter": (cfg.loss.inter, ("rank", "nce", "none")),
                "loss.robust": (cfg.loss.robust, ("none", "gmm", "small-loss")),
                "text.pooling": (cfg.text.pooling, ("mean", "cls")),
-               "train.precision": (cfg.train.precision, ("auto", "fp32", "bf16", "fp16"))}
+               "train.precision": (cfg.train.precision, ("auto", "fp32", "bf16", "fp16")),
+               "data.augment": (cfg.data.augment, ("auto", "cpu", "device")),
+               "train.compile": (cfg.train.compile, ("auto", "on", "off"))}
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"config key '{key}' = {value!r}; valid values: {', '.join(allowed)}")
@@ -263,7 +270,7 @@ def validate(cfg: Config) -> Config:
 # Numeric limits (a value outside them crashes later or poisons training). Every float must also be finite.
 _AT_LEAST_1 = ("model.ndf", "model.n_rkhs", "model.n_depth", "text.vocab_size", "text.heads", "text.dim",
                "train.log_every", "train.ckpt_every", "data.max_image_pixels", "eval.probe_batch", "eval.knn_k")
-_AT_LEAST_0 = ("data.workers", "data.num_samples", "data.shuffle_buffer", "text.layers", "loss.chunk_size",
+_AT_LEAST_0 = ("data.num_samples", "data.shuffle_buffer", "text.layers", "loss.chunk_size",
                "loss.lam", "loss.nce_reg", "optim.lr", "optim.probe_lr", "optim.weight_decay", "optim.warmup_steps",
                "optim.decay_factor", "optim.text_grad_clip", "eval.linear_epochs", "eval.mlp_epochs",
                "eval.probe_lr", "eval.retrieval_max", "data.synth_train", "data.synth_test", "data.synth_objects")
@@ -291,6 +298,9 @@ def _check_ranges(cfg: Config) -> None:
         for key in keys:
             if not ok(get(key)):
                 raise ConfigError(f"config key '{key}' must be {need}, got {get(key)}")
+    if cfg.data.workers < -1:
+        raise ConfigError(f"config key 'data.workers' must be >= 0, or -1 to choose from the machine, got "
+                          f"{cfg.data.workers}")
     if not all(0 <= b < 1 for b in cfg.optim.betas):
         raise ConfigError(f"config key 'optim.betas' must be two numbers in [0, 1), got {list(cfg.optim.betas)}")
     if not 0 <= cfg.text.dropout < 1:

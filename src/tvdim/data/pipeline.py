@@ -27,6 +27,7 @@ from torch.utils.data import Dataset, IterableDataset, Sampler
 from ..errors import DataError, TvdimError
 from .quality import SkipTracker
 from .sample import BadSample, Sample
+from .device_aug import base_transform
 from .transforms import TwoViews, eval_transform
 
 
@@ -39,12 +40,30 @@ def keeps_caption(index: int, fraction: float, seed: int) -> bool:
     return fraction >= 1.0 or (_seed(seed, index, 7) % 1_000_000) < fraction * 1_000_000
 
 
+class BaseImage:
+    """``data.augment=device``: the worker's share of the work, PIL -> ``(uint8 base image, None)``; the views are
+    drawn on the training device (:mod:`tvdim.data.device_aug`)."""
+
+    def __init__(self, size: int) -> None:
+        self.tf = base_transform(size)
+
+    def __call__(self, image: Any) -> tuple[torch.Tensor, None]:
+        return self.tf(image), None
+
+
+def pair_transform(image_size: int, augment: str) -> TwoViews | BaseImage:
+    """The per-sample transform of a pretraining loader: two augmented views (``cpu``) or the base image
+    (``device``)."""
+    return BaseImage(image_size) if augment == "device" else TwoViews(image_size)
+
+
 @dataclass
 class PretrainItem:
-    """One training example: two views, one caption ('' when none) and labels (-1 = unknown)."""
+    """One training example: two views (or the uint8 base image in ``x1`` and ``x2=None`` when the views are drawn
+    on the device), one caption ('' when none) and labels (-1 = unknown)."""
 
     x1: torch.Tensor
-    x2: torch.Tensor
+    x2: torch.Tensor | None
     caption: str
     labels: dict[str, int]
     key: str
@@ -52,7 +71,7 @@ class PretrainItem:
     replaces: bool = False  # map-style: stands in for the unusable sample drawn at its index
 
 
-def to_item(sample: Sample | BadSample, views: TwoViews, rng_seed: int, index: int, paired_fraction: float,
+def to_item(sample: Sample | BadSample, views: TwoViews | BaseImage, rng_seed: int, index: int, paired_fraction: float,
             data_seed: int) -> PretrainItem | BadSample:
     if isinstance(sample, BadSample):
         return sample
@@ -73,8 +92,10 @@ def to_item(sample: Sample | BadSample, views: TwoViews, rng_seed: int, index: i
 class PretrainDataset(Dataset):
     """Map-style pretraining data over a map-style source; index codes come from :class:`ResumableSampler`."""
 
-    def __init__(self, source: Any, image_size: int, seed: int = 0, paired_fraction: float = 1.0) -> None:
-        self.source, self.views, self.seed, self.paired_fraction = source, TwoViews(image_size), seed, paired_fraction
+    def __init__(self, source: Any, image_size: int, seed: int = 0, paired_fraction: float = 1.0,
+                 augment: str = "cpu") -> None:
+        self.source, self.seed, self.paired_fraction = source, seed, paired_fraction
+        self.views = pair_transform(image_size, augment)
         self.n = len(source)
 
     def __len__(self) -> int:
@@ -108,8 +129,9 @@ class StreamingPretrainDataset(IterableDataset):
     """
 
     def __init__(self, source: Any, image_size: int, seed: int = 0, paired_fraction: float = 1.0,
-                 max_bad_fraction: float = 0.05) -> None:
-        self.source, self.views, self.seed, self.paired_fraction = source, TwoViews(image_size), seed, paired_fraction
+                 max_bad_fraction: float = 0.05, augment: str = "cpu") -> None:
+        self.source, self.seed, self.paired_fraction = source, seed, paired_fraction
+        self.views = pair_transform(image_size, augment)
         self.max_bad_fraction, self.epoch = max_bad_fraction, 0
 
     def __iter__(self) -> Iterator[PretrainItem]:
@@ -202,7 +224,8 @@ class ResumableSampler(Sampler[int]):
 
 
 class Collator:
-    """Batches PretrainItems (``bad`` lists the unusable samples they replaced); tokenises captions once."""
+    """Batches PretrainItems (``bad`` lists the unusable samples they replaced); tokenises captions once.
+    Views go to ``x1`` / ``x2``; base images (views drawn on the device) to ``images`` (uint8)."""
 
     def __init__(self, tokenizer: Any | None, tasks: list[str]) -> None:
         self.tokenizer, self.tasks = tokenizer, tasks
@@ -210,8 +233,11 @@ class Collator:
     def __call__(self, good: list[PretrainItem]) -> dict[str, Any]:
         batch: dict[str, Any] = {"bad": [rec for it in good for rec in it.skipped], "n": len(good),
                                  "usable": sum(not it.replaces for it in good)}
-        batch["x1"] = torch.stack([it.x1 for it in good])
-        batch["x2"] = torch.stack([it.x2 for it in good])
+        if good[0].x2 is None:
+            batch["images"] = torch.stack([it.x1 for it in good])
+        else:
+            batch["x1"] = torch.stack([it.x1 for it in good])
+            batch["x2"] = torch.stack([it.x2 for it in good])
         captions = [it.caption for it in good]
         batch["has_text"] = torch.tensor([bool(c.strip()) for c in captions])
         if self.tokenizer is not None:

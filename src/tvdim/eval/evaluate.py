@@ -7,6 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..api import Loaded, load_method
 from ..config import DataConfig, EvalConfig
 from ..data.sources import build_source
@@ -16,6 +18,7 @@ from .caption_retrieval import caption_retrieval
 from .features import FeatureSet, extract_features
 from .probes import accuracy, few_shot_accuracy, knn_accuracy, train_probe
 from .zeroshot import class_names, zeroshot_scores
+from ..train.device import resolve_workers
 
 log = logging.getLogger("tvdim.eval")
 
@@ -38,11 +41,12 @@ def evaluate(checkpoint: str | Path | Loaded, data: DataConfig | None = None, ec
     has_text = loaded.method.text_encoder is not None and loaded.tokenizer is not None
     text = (loaded.method.text_encoder, loaded.tokenizer) if has_text else None
     te_src = build_source(data, "test", size)
-    te = extract_features(enc, te_src, size, ecfg.probe_batch, device, data.workers, data.max_bad_fraction, "test")
+    workers = resolve_workers(data.workers, torch.device("cuda" if str(device).startswith("cuda") else "cpu"))
+    te = extract_features(enc, te_src, size, ecfg.probe_batch, device, workers, data.max_bad_fraction, "test")
     tr = None  # a test set without labels needs no probe-training split (retrieval only)
     if any(int((y >= 0).sum()) > 0 for y in te.labels.values()):
         tr = extract_features(enc, build_source(data, "eval_train", size), size, ecfg.probe_batch, device,
-                              data.workers, data.max_bad_fraction, "eval_train")
+                              workers, data.max_bad_fraction, "eval_train")
     results: dict[str, Any] = {"method": cfg.train.method, "checkpoint": str(loaded.path), "step": loaded.step,
                                "n_train": len(tr) if tr is not None else 0, "n_test": len(te),
                                "feature_dim": te.feats.shape[1], "tasks": {}}

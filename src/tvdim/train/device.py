@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import os
 
 import torch
 
@@ -36,3 +37,36 @@ def configure_backends(device: torch.device) -> None:
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
         torch.backends.cudnn.benchmark = True
+
+
+def available_cpus() -> int:
+    """CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        return os.cpu_count() or 1
+
+
+def resolve_workers(workers: int, device: torch.device, local_world_size: int = 1) -> int:
+    """``data.workers``; -1 chooses from the machine: on a GPU, up to 8 loader processes per training process
+    (one core left for the process itself); on a CPU, none when the step needs every core (<= 2 cores per
+    process), else a quarter of the process's cores (decoding in parallel with the step)."""
+    if workers >= 0:
+        return workers
+    cores = max(1, available_cpus() // max(1, local_world_size))
+    if device.type == "cuda":
+        return max(0, min(8, cores - 1))
+    return 0 if cores <= 2 else min(8, cores // 4)
+
+
+def resolve_augment(augment: str, device: torch.device) -> str:
+    """``data.augment``: ``auto`` draws the views on the GPU when training on one, else per image on the CPU."""
+    if augment == "auto":
+        return "device" if device.type == "cuda" else "cpu"
+    return augment
+
+
+def resolve_compile(compile: str, device: torch.device) -> bool:
+    """``train.compile``: ``auto`` compiles on CUDA only (on the CPU the compile time outweighs the gain of a
+    short run)."""
+    return compile == "on" or (compile == "auto" and device.type == "cuda")

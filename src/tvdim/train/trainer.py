@@ -28,7 +28,9 @@ from ..models.tokenizer import CaptionTokenizer
 from . import distributed as dist_utils
 from .checkpoint import (FOR_RESUME, load_checkpoint, nonfinite_tensors, resolve_resume, rng_state, save_checkpoint,
                          set_rng_state)
-from .device import autocast, configure_backends, resolve_device, resolve_precision
+from ..data.device_aug import DeviceViews, step_seed
+from .device import (autocast, configure_backends, resolve_augment, resolve_compile, resolve_device, resolve_precision,
+                     resolve_workers)
 from .rundir import prepare_run_dir, resume_changes
 from .runlog import STEPS, RunLogger, close_logging, setup_logging
 from .schedule import build_scheduler, lr_factor
@@ -78,17 +80,19 @@ def build_tokenizer(cfg: Config, dinfo: dist_utils.DistInfo, out_dir: Path,
 
 
 def make_loader(cfg: Config, source: Any, tokenizer: CaptionTokenizer | None, tasks: list[str], start_step: int,
-                dinfo: dist_utils.DistInfo, pin: bool) -> DataLoader:
-    size, bs, workers = cfg.model.image_size, cfg.train.batch_size, cfg.data.workers
+                dinfo: dist_utils.DistInfo, pin: bool, workers: int = 0, augment: str = "cpu") -> DataLoader:
+    """The training batches: ``workers`` loader processes (pinned memory when ``pin``); ``augment="device"``
+    leaves the views to :class:`~tvdim.data.device_aug.DeviceViews` (the batches carry uint8 ``images``)."""
+    size, bs = cfg.model.image_size, cfg.train.batch_size
     if not isinstance(source, IterableDataset):
         if len(source) == 0:
             raise DataError(f"the training data is empty (data.format={cfg.data.format}, data.path={cfg.data.path!r})")
-        ds = PretrainDataset(source, size, cfg.train.seed, cfg.data.paired_fraction)
+        ds = PretrainDataset(source, size, cfg.train.seed, cfg.data.paired_fraction, augment)
         sampler = ResumableSampler(len(ds), bs, cfg.train.seed, dinfo.rank, dinfo.world_size, start_step)
         extra: dict[str, Any] = {"sampler": sampler}
     else:  # streaming (WebDataset): ranks / workers split shards inside the source
         ds = StreamingPretrainDataset(source, size, cfg.train.seed + start_step, cfg.data.paired_fraction,
-                                      cfg.data.max_bad_fraction)
+                                      cfg.data.max_bad_fraction, augment)
         extra = {}
     # A private generator: creating the iterator must not draw from the global RNG (exact resume).
     gen = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + start_step)
@@ -156,17 +160,49 @@ class _StopFlag:
             signal.signal(sig, old)
 
 
-def _to_device(batch: dict, device: torch.device, channels_last: bool) -> dict:
+def _to_device(batch: dict, device: torch.device, channels_last: bool, views: DeviceViews | None = None,
+               seed: int = 0) -> dict:
+    """The batch on ``device`` (non-blocking copies from pinned memory); uint8 ``images`` become the two views
+    ``x1`` / ``x2`` there (``views``, parameters drawn from ``seed``)."""
     out: dict[str, Any] = {}
     for k, v in batch.items():
         if isinstance(v, torch.Tensor):
             v = v.to(device, non_blocking=True)
-            if v.dim() == 4 and channels_last:
-                v = v.contiguous(memory_format=torch.channels_last)
         elif isinstance(v, dict):
             v = {kk: vv.to(device, non_blocking=True) for kk, vv in v.items()}
         out[k] = v
+    if "images" in out:
+        if views is None:
+            raise ValueError("a batch of base images needs the device views (data.augment=device)")
+        out["x1"], out["x2"] = views(out.pop("images"), seed)
+    for k in ("x1", "x2"):
+        if channels_last and k in out:
+            out[k] = out[k].contiguous(memory_format=torch.channels_last)
     return out
+
+
+class _CompiledStep:
+    """``torch.compile(model)`` that falls back to eager (with one log line) when compiling fails at the first
+    call; a failure after that is the model's own and propagates."""
+
+    def __init__(self, model: Any) -> None:
+        self.eager, self.compiled, self.checked = model, torch.compile(model), False
+
+    def __call__(self, batch: dict) -> Any:
+        if self.checked:
+            return self.compiled(batch)
+        try:
+            out = self.compiled(batch)
+        except TvdimError:
+            raise
+        except Exception as exc:  # noqa: BLE001 (inductor / dynamo / a missing compiler: many kinds)
+            log.warning("torch.compile failed (%s: %s); training continues without it (train.compile=off "
+                        "skips the attempt)", type(exc).__name__, str(exc).strip().splitlines()[0][:200] if str(exc)
+                        else "")
+            self.compiled = self.eager
+            out = self.eager(batch)
+        self.checked = True
+        return out
 
 
 def build_optimizer(method: Method, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
@@ -295,9 +331,15 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
     if dinfo.world_size > 1:
         model = DDP(method, device_ids=[device.index] if device.type == "cuda" else None,
                     find_unused_parameters=not method.uses_all_parameters)
-    if cfg.train.compile:
-        model = torch.compile(model)
-    loader = make_loader(cfg, source, tokenizer, list(tasks), step, dinfo, device.type == "cuda")
+    if resolve_compile(cfg.train.compile, device):
+        model = _CompiledStep(model)
+    augment = resolve_augment(cfg.data.augment, device)
+    workers = resolve_workers(cfg.data.workers, device, dist_utils.local_world_size())
+    views = DeviceViews(cfg.model.image_size) if augment == "device" else None
+    log.info("data: %d loader worker(s)%s, views drawn %s%s", workers, " (chosen from the machine)"
+             if cfg.data.workers < 0 else "", "on the device, batched" if views else "per image in the loader",
+             "; torch.compile on" if isinstance(model, _CompiledStep) else "")
+    loader = make_loader(cfg, source, tokenizer, list(tasks), step, dinfo, device.type == "cuda", workers, augment)
     tracker = SkipTracker(cfg.data.max_bad_fraction)
     logger = RunLogger(out, enabled=dinfo.is_main, purge_step=step + 1 if state is not None else None)
     text_params = list(method.text_encoder.parameters()) if method.text_encoder is not None else []
@@ -319,7 +361,8 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
                 break
             wait += time.perf_counter() - t0
             tracker.record_batch(batch)
-            batch = _to_device(batch, device, cfg.model.channels_last)
+            batch = _to_device(batch, device, cfg.model.channels_last, views,
+                               step_seed(cfg.train.seed, step, dinfo.rank))
             method.train()
             with autocast(precision, device):
                 res = model(batch)
