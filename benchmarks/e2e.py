@@ -36,7 +36,7 @@ from tvdim.config import Config, load_config
 from tvdim.data.sources import build_source, caption_corpus
 from tvdim.methods import build_method, uses_text
 from tvdim.models.tokenizer import CaptionTokenizer
-from tvdim.train.device import autocast, configure_backends, resolve_device, resolve_precision
+from tvdim.train.device import autocast, configure_backends, resolve_compile, resolve_device, resolve_precision
 from tvdim.train.trainer import build_optimizer, pretrain, source_tasks
 
 RSICD_TRAIN = "rsicd/rsicd-train-{000000..000008}.tar"
@@ -134,7 +134,7 @@ def step_rate(cfg: Config, tokenizer_file: Path | None, steps: int, warmup: int)
     method.to(device).train()
     opt = build_optimizer(method, cfg, device)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
-    model: Any = torch.compile(method) if cfg.train.compile else method
+    model: Any = torch.compile(method) if resolve_compile(cfg.train.compile, device) else method
     text_params = list(method.text_encoder.parameters()) if method.text_encoder is not None else []
     batch = synthetic_batch(cfg, tokenizer, tasks, device)
 

@@ -130,3 +130,16 @@ def test_resume_exact_with_robust_text_term(robust, tmp_path, tokenizer_file):
     sa, sb = run_pair("tvdim", tmp_path, tokenizer_file, *extra)
     assert int(sa["model"]["pair_weights.filled"]) == int(sb["model"]["pair_weights.filled"]) == 48
     assert_same_model(sa, sb)
+
+
+def test_resume_exact_with_views_drawn_on_the_device(tmp_path, tokenizer_file, monkeypatch):
+    """data.augment=device: the views come from a generator seeded by (seed, step), so the resumed run draws the
+    same ones; a seed that ignored the step (or restarted at 0 on resume) would change the result."""
+    from tvdim.data import device_aug
+
+    seeds = []
+    real = device_aug.DeviceViews.__call__
+    monkeypatch.setattr(device_aug.DeviceViews, "__call__", lambda self, x, seed: seeds.append(seed) or real(self, x, seed))
+    sa, sb = run_pair("tvdim", tmp_path, tokenizer_file, "data.augment=device")
+    assert_same_model(sa, sb)
+    assert len(seeds) == 12 and seeds[:6] == seeds[6:] and len(set(seeds[:6])) == 6  # a, then b's 3 + 3
