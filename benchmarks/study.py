@@ -89,13 +89,14 @@ def run(args: argparse.Namespace) -> None:
         from tvdim.demo import demo_config_path
 
         config_file = demo_config_path()
-        base = [f"train.device={args.device}", "train.progress=false", *args.set]
+        base = [f"train.device={args.device}", "train.progress=false", "data.augment=cpu", *args.set]
     else:
         config_file = None
         base = ["data.format=wds", f"data.path={rsicd}/rsicd-train-{{000000..000008}}.tar",
                 f"data.eval_train_path={rsicd}/rsicd-train-{{000000..000008}}.tar",
                 f"data.eval_test_path={rsicd}/rsicd-test-{{000000..000001}}.tar", f"data.workers={args.workers}",
                 "data.text_key=txt:only",  # one caption per image (.txt), as every committed row was trained
+                "data.augment=cpu",  # per-image views (PIL), as every committed row was trained
                 f"model.image_size={args.size}", f"model.ndf={args.ndf}", f"model.n_rkhs={args.n_rkhs}",
                 f"model.n_depth={args.n_depth}", "text.vocab_size=2000", "text.dim=128", "text.layers=2",
                 f"train.steps={args.steps}", f"train.batch_size={args.batch}", f"optim.warmup_steps={args.warmup}",

@@ -59,10 +59,12 @@ def resolve_workers(workers: int, device: torch.device, local_world_size: int = 
     return 0 if cores <= 2 else min(8, cores // 4)
 
 
-def resolve_augment(augment: str, device: torch.device) -> str:
-    """``data.augment``: ``auto`` draws the views on the GPU when training on one, else per image on the CPU."""
+def resolve_augment(augment: str, device: torch.device, image_size: int) -> str:
+    """``data.augment``: ``auto`` draws the views batched on the training device on a GPU, and on a CPU at 32 px,
+    where the batched path costs about a quarter of the CPU time of the per-image one; at 64 / 128 px on a CPU
+    the per-image path is as fast or faster (benchmarks/augment_throughput.py, docs/results.md)."""
     if augment == "auto":
-        return "device" if device.type == "cuda" else "cpu"
+        return "device" if device.type == "cuda" or image_size == 32 else "cpu"
     return augment
 
 

@@ -333,7 +333,7 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
                     find_unused_parameters=not method.uses_all_parameters)
     if resolve_compile(cfg.train.compile, device):
         model = _CompiledStep(model)
-    augment = resolve_augment(cfg.data.augment, device)
+    augment = resolve_augment(cfg.data.augment, device, cfg.model.image_size)
     workers = resolve_workers(cfg.data.workers, device, dist_utils.local_world_size())
     views = DeviceViews(cfg.model.image_size) if augment == "device" else None
     log.info("data: %d loader worker(s)%s, views drawn %s%s", workers, " (chosen from the machine)"
