@@ -31,6 +31,9 @@ $PY benchmarks/throughput.py --device cuda \
   --configs 32:128:1024:3:256,64:128:1024:3:256,128:128:1024:3:128,128:192:1536:8:128 \
   --variants baseline,amdim,tvdim,amdim-ref,amdim-ref-tuned ${REF_ARGS[@]+"${REF_ARGS[@]}"} \
   --text-dim 256 --steps 10 --warmup 3 --out "$OUT/throughput_gpu.json"
+# Batched views on the GPU vs the per-image path of a loader worker (issue 10), synthetic images (seconds)
+$PY benchmarks/augment_throughput.py --data synthetic --device cuda --batch 256 --n 256 \
+  --out "$OUT/augment_throughput_gpu.json"
 # End-to-end pretraining rate on RSICD (issue 10): the real trainer against the synthetic-input step, 4 and 8
 # data-loader workers, AMDIM-size encoder in bf16 (about 2 minutes). Needs the RSICD shards under $DATA.
 DATA=${DATA:-../shared/data}
