@@ -147,7 +147,7 @@ def test_bad_eval_lists_rejected(override, match):
 
 @pytest.mark.parametrize("override,key", [
     ("train.ckpt_every=0", "train.ckpt_every"), ("train.log_every=0", "train.log_every"),
-    ("data.workers=-1", "data.workers"), ("model.ndf=0", "model.ndf"), ("model.n_rkhs=0", "model.n_rkhs"),
+    ("data.workers=-2", "data.workers"), ("model.ndf=0", "model.ndf"), ("model.n_rkhs=0", "model.n_rkhs"),
     ("model.n_depth=0", "model.n_depth"), ("optim.lr=nan", "optim.lr"), ("optim.lr=inf", "optim.lr"),
     ("optim.lr=-1", "optim.lr"), ("optim.lr=.nan", "optim.lr"), ("optim.probe_lr=-0.1", "optim.probe_lr"),
     ("optim.betas=[0.9,1.5]", "optim.betas"), ("optim.weight_decay=-1", "optim.weight_decay"),
@@ -176,3 +176,73 @@ def test_boundary_values_accepted():
                                  "data.max_bad_fraction=1", "data.max_bad_fraction=0", "optim.warmup_steps=0",
                                  "text.dropout=0", "loss.margin=0", "model.n_depth=1"])
     assert cfg.optim.lr == 0 and cfg.data.max_bad_fraction == 0
+
+
+@pytest.mark.parametrize("value, expect", [
+    ("true", "on"), ("false", "off"), ("on", "on"), ("off", "off"), ("auto", "auto"), ("yes", "on"), ("no", "off"),
+    ("True", "on"), ("OFF", "off"), ("1", "on"), ("0", "off"), ('"on"', "on"), ('"false"', "off"),
+])
+def test_compile_switch_values(value, expect):
+    """train.compile is auto|on|off; YAML booleans (true/false/yes/no/on/off all parse as bools) and the bool of
+    older configs map to on/off."""
+    assert load_config(overrides=[f"train.compile={value}"]).train.compile == expect
+
+
+@pytest.mark.parametrize("value, expect", [(False, "off"), (True, "on"), ("no", "off"), ("Yes", "on"),
+                                           ("auto", "auto"), ("on", "on")])
+def test_compile_switch_from_a_dict(value, expect):
+    assert from_dict({"train": {"compile": value}}).train.compile == expect
+
+
+def test_compile_switch_from_yaml_file(tmp_path):
+    p = tmp_path / "c.yaml"
+    p.write_text("train:\n  compile: false\n")
+    assert load_config(p).train.compile == "off"
+    p.write_text("train:\n  compile: yes\n")
+    assert load_config(p).train.compile == "on"
+    assert load_config().train.compile == "auto"  # the default
+
+
+@pytest.mark.parametrize("override, key", [
+    ("train.compile=maybe", "train.compile"), ("train.compile=2", "train.compile"),
+    ("data.augment=gpu", "data.augment"), ("data.augment=true", "data.augment"),
+])
+def test_invalid_switch_values_name_the_key(override, key):
+    with pytest.raises(ConfigError) as info:
+        load_config(overrides=[override])
+    assert key in str(info.value) and "valid values" in str(info.value)
+
+
+def test_invalid_compile_from_a_dict_names_the_key():
+    with pytest.raises(ConfigError, match=r"train\.compile.*'maybe'"):
+        from_dict({"train": {"compile": "maybe"}})
+
+
+@pytest.mark.parametrize("value", ["auto", "cpu", "device"])
+def test_augment_values_accepted(value):
+    assert load_config(overrides=[f"data.augment={value}"]).data.augment == value
+
+
+def test_workers_minus_one_chooses_and_below_is_an_error():
+    assert load_config().data.workers == -1  # the default: chosen from the machine
+    assert load_config(overrides=["data.workers=-1"]).data.workers == -1
+    assert load_config(overrides=["data.workers=0"]).data.workers == 0
+    for bad in (-2, -8):
+        with pytest.raises(ConfigError, match=r"data\.workers.*-1"):
+            load_config(overrides=[f"data.workers={bad}"])
+        with pytest.raises(ConfigError, match=r"data\.workers"):
+            from_dict({"data": {"workers": bad}})
+
+
+def test_old_checkpoint_config_still_loads():
+    """A checkpoint written before train.compile became auto|on|off and data.augment existed: compile is a bool,
+    workers 0, no augment key."""
+    old = to_plain(Config())
+    old["train"]["compile"] = False
+    old["data"]["workers"] = 0
+    del old["data"]["augment"]
+    cfg = from_dict(old)
+    assert cfg.train.compile == "off" and cfg.data.workers == 0 and cfg.data.augment == "auto"
+    old["train"]["compile"] = True
+    assert from_dict(old).train.compile == "on"
+    assert from_dict(to_plain(cfg)) == cfg  # and survives being saved again
