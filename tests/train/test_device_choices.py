@@ -63,13 +63,14 @@ def test_available_cpus_is_this_process_share():
         assert n == len(os.sched_getaffinity(0))
 
 
-@pytest.mark.parametrize("value, dev, expect", [
-    ("auto", CPU, "cpu"), ("auto", CUDA, "device"),
-    ("cpu", CPU, "cpu"), ("cpu", CUDA, "cpu"),
-    ("device", CPU, "device"), ("device", CUDA, "device"),
+@pytest.mark.parametrize("value, dev, size, expect", [
+    ("auto", CPU, 32, "device"), ("auto", CPU, 64, "cpu"), ("auto", CPU, 128, "cpu"),  # measured: batched wins at 32
+    ("auto", CUDA, 32, "device"), ("auto", CUDA, 64, "device"), ("auto", CUDA, 128, "device"),
+    ("cpu", CPU, 32, "cpu"), ("cpu", CUDA, 64, "cpu"),
+    ("device", CPU, 64, "device"), ("device", CUDA, 128, "device"),
 ])
-def test_resolve_augment(value, dev, expect):
-    assert resolve_augment(value, dev) == expect
+def test_resolve_augment(value, dev, size, expect):
+    assert resolve_augment(value, dev, size) == expect
 
 
 @pytest.mark.parametrize("value, dev, expect", [
@@ -147,13 +148,13 @@ def test_auto_workers_on_a_two_core_cpu_train_in_process(tmp_path, monkeypatch):
     monkeypatch.delenv("LOCAL_WORLD_SIZE", raising=False)
     res = _pretrain(tmp_path / "a", "data.workers=-1")
     assert res.step == 1
-    assert ("data: 0 loader worker(s) (chosen from the machine), views drawn per image in the loader"
-            in _data_line(tmp_path / "a"))
+    assert ("data: 0 loader worker(s) (chosen from the machine), views drawn on the device, batched"
+            in _data_line(tmp_path / "a"))  # 32 px: data.augment=auto draws the views batched, also on a CPU
 
 
 def test_explicit_workers_are_not_called_chosen(tmp_path, monkeypatch):
     cores(monkeypatch, 16)
-    res = _pretrain(tmp_path / "b", "data.workers=0")
+    res = _pretrain(tmp_path / "b", "data.workers=0", "data.augment=cpu")
     assert res.step == 1
     line = _data_line(tmp_path / "b")
     assert "data: 0 loader worker(s), views drawn per image in the loader" in line
@@ -161,13 +162,14 @@ def test_explicit_workers_are_not_called_chosen(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("extra, lws, expect", [
-    (["data.workers=-1"], None, {"workers": 4, "augment": "cpu"}),  # 16 cores // 4
-    (["data.workers=-1"], "2", {"workers": 2, "augment": "cpu"}),  # 8 cores per process // 4
-    (["data.workers=-1"], "8", {"workers": 0, "augment": "cpu"}),  # 2 cores per process
-    (["data.workers=3"], "8", {"workers": 3, "augment": "cpu"}),  # explicit: kept
-    ([], None, {"workers": 4, "augment": "cpu"}),  # the defaults: -1 and auto
+    (["data.workers=-1"], None, {"workers": 4, "augment": "device"}),  # 16 cores // 4; 32 px: batched
+    (["data.workers=-1"], "2", {"workers": 2, "augment": "device"}),  # 8 cores per process // 4
+    (["data.workers=-1"], "8", {"workers": 0, "augment": "device"}),  # 2 cores per process
+    (["data.workers=3"], "8", {"workers": 3, "augment": "device"}),  # explicit: kept
+    ([], None, {"workers": 4, "augment": "device"}),  # the defaults: -1 and auto
     (["data.workers=1", "data.augment=device"], None, {"workers": 1, "augment": "device"}),
     (["data.augment=cpu"], None, {"workers": 4, "augment": "cpu"}),
+    (["model.image_size=64"], None, {"workers": 4, "augment": "cpu"}),  # 64 px on a CPU: per image
 ])
 def test_trainer_passes_resolved_workers_and_augment_to_the_loader(tmp_path, monkeypatch, extra, lws, expect):
     cores(monkeypatch, 16)
