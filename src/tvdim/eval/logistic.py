@@ -47,8 +47,12 @@ def _fit(x: np.ndarray, y: np.ndarray, c: float, seed: int) -> Any:
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
 
+    from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
+
     model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000, random_state=seed))
-    with warnings.catch_warnings():
+    # One BLAS thread: these small problems (N x D with D of a few hundred) gain nothing from more, and BLAS threads
+    # competing with torch's OpenMP threads made each fit 10x slower on a 2-core machine (docs/results.md, Demo).
+    with warnings.catch_warnings(), threadpool_limits(limits=1, user_api="blas"):
         warnings.simplefilter("ignore", ConvergenceWarning)
         return model.fit(x, y)
 
