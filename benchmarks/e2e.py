@@ -37,7 +37,7 @@ from tvdim.data.sources import build_source, caption_corpus
 from tvdim.methods import build_method, uses_text
 from tvdim.models.tokenizer import CaptionTokenizer
 from tvdim.train.device import autocast, configure_backends, resolve_compile, resolve_device, resolve_precision
-from tvdim.train.trainer import build_optimizer, pretrain, source_tasks
+from tvdim.train.trainer import build_optimizer, optimizer_step, pretrain, source_tasks
 
 RSICD_TRAIN = "rsicd/rsicd-train-{000000..000008}.tar"
 
@@ -143,13 +143,7 @@ def step_rate(cfg: Config, tokenizer_file: Path | None, steps: int, warmup: int)
             res = model(batch)
         if not torch.isfinite(res.loss):
             raise SystemExit(f"e2e: non-finite loss in the step benchmark ({res.loss.item()})")
-        opt.zero_grad(set_to_none=True)
-        scaler.scale(res.loss).backward()
-        if text_params and cfg.optim.text_grad_clip > 0:
-            scaler.unscale_(opt)
-            torch.nn.utils.clip_grad_norm_(text_params, cfg.optim.text_grad_clip)
-        scaler.step(opt)
-        scaler.update()
+        optimizer_step(res.loss, opt, scaler, text_params, cfg.optim.text_grad_clip)
 
     sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
     for _ in range(warmup):

@@ -214,6 +214,19 @@ def build_optimizer(method: Method, cfg: Config, device: torch.device) -> torch.
     return torch.optim.Adam(groups, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay, **fast)
 
 
+def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
+                   text_params: list[torch.nn.Parameter], text_grad_clip: float) -> None:
+    """Backward and one optimizer step (grad scaler for fp16; the text tower's gradient norm clipped to
+    ``text_grad_clip`` when > 0)."""
+    opt.zero_grad(set_to_none=True)
+    scaler.scale(loss).backward()
+    if text_params and text_grad_clip > 0:
+        scaler.unscale_(opt)
+        torch.nn.utils.clip_grad_norm_(text_params, text_grad_clip)
+    scaler.step(opt)
+    scaler.update()
+
+
 def pretrain(cfg: Config, resume: str | None = None, overwrite: bool = False) -> PretrainResult:
     """Pretrain ``cfg.train.method``; write logs and checkpoints under ``cfg.train.out_dir``.
 
@@ -372,13 +385,7 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
                     f"loss became {res.loss.item()} at step {step + 1} (terms: "
                     + ", ".join(f"{k}={v.item():.4g}" for k, v in res.terms.items())
                     + f"); the last good checkpoint is kept: {last_good or 'none written yet'}")
-            opt.zero_grad(set_to_none=True)
-            scaler.scale(res.loss).backward()
-            if text_params and cfg.optim.text_grad_clip > 0:
-                scaler.unscale_(opt)
-                torch.nn.utils.clip_grad_norm_(text_params, cfg.optim.text_grad_clip)
-            scaler.step(opt)
-            scaler.update()
+            optimizer_step(res.loss, opt, scaler, text_params, cfg.optim.text_grad_clip)
             sched.step()
             step += 1
             status["step"] = step
@@ -415,4 +422,4 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
     return PretrainResult(out, last_good or checkpoint(), step, stopped)
 
 
-__all__ = ["pretrain", "PretrainResult", "source_tasks", "build_optimizer", "make_loader"]
+__all__ = ["pretrain", "PretrainResult", "source_tasks", "build_optimizer", "make_loader", "optimizer_step"]
