@@ -32,12 +32,13 @@ from typing import Any, Sequence
 
 import torch
 
-from tvdim.config import Config, load_config
+from tvdim.config import Config, load_config, replace
 from tvdim.data.sources import build_source, caption_corpus
 from tvdim.methods import build_method, uses_text
 from tvdim.models.tokenizer import CaptionTokenizer
 from tvdim.train.device import autocast, configure_backends, resolve_compile, resolve_device, resolve_precision
-from tvdim.train.trainer import build_optimizer, optimizer_step, pretrain, source_tasks
+from tvdim.train.distributed import DistInfo
+from tvdim.train.trainer import build_optimizer, build_tokenizer, optimizer_step, pretrain, source_tasks
 
 RSICD_TRAIN = "rsicd/rsicd-train-{000000..000008}.tar"
 
@@ -112,7 +113,7 @@ def synthetic_batch(cfg: Config, tokenizer: CaptionTokenizer | None, tasks: dict
     return batch
 
 
-def step_rate(cfg: Config, tokenizer_file: Path | None, steps: int, warmup: int) -> dict[str, Any]:
+def step_rate(cfg: Config, steps: int, warmup: int) -> dict[str, Any]:
     """Median training-step time of ``cfg`` on a batch already on the device (the trainer's step, no data)."""
     device = resolve_device(cfg.train.device)
     configure_backends(device)
@@ -121,13 +122,9 @@ def step_rate(cfg: Config, tokenizer_file: Path | None, steps: int, warmup: int)
     text_on = uses_text(cfg.train.method)
     tasks = source_tasks(build_source(cfg.data, "train", cfg.model.image_size, require_text=text_on), cfg.data)
     tokenizer = None
-    if text_on:
-        if cfg.text.pretrained:
-            from tvdim.models.hf_text import hf_tokenizer
-
-            tokenizer = hf_tokenizer(cfg.text.pretrained, cfg.text.max_len)
-        else:
-            tokenizer = CaptionTokenizer.from_file(cfg.text.tokenizer_path or tokenizer_file, cfg.text.max_len)
+    if text_on:  # the trainer's choice (pretrained tower's, text.tokenizer_path, else one trained on the captions)
+        with tempfile.TemporaryDirectory(prefix="tvdim-e2e-tok-") as tmp:
+            tokenizer = build_tokenizer(cfg, DistInfo(), Path(tmp))
     method = build_method(cfg, {t: len(v) for t, v in tasks.items()}, tokenizer.vocab_size if tokenizer else None)
     if cfg.model.channels_last:
         method = method.to(memory_format=torch.channels_last)
@@ -232,7 +229,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
                 tokenizer_file = out / "tokenizer.json"
         assert cfg is not None, "no --workers given"
         print("step rate on synthetic inputs on the device ...", flush=True)
-        step = step_rate(cfg, tokenizer_file, args.bench_steps, args.warmup)
+        if tokenizer_file is not None:  # the runs' tokenizer, so the text tower has the runs' vocabulary
+            cfg = replace(cfg, text={"tokenizer_path": str(tokenizer_file)})
+        step = step_rate(cfg, args.bench_steps, args.warmup)
     device = resolve_device(cfg.train.device)
     table = [row(args.size, args.batch, w, e2e, step) for w, e2e in zip(workers, rows)]
     name = device_name(device)

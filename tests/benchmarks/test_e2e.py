@@ -1,22 +1,10 @@
 """The end-to-end benchmark (benchmarks/e2e.py): the steady-state rate from a run's metrics, and one tiny run."""
 from __future__ import annotations
 
-import importlib.util
 import json
 import math
-from pathlib import Path
 
 import pytest
-
-E2E = Path(__file__).resolve().parents[2] / "benchmarks" / "e2e.py"
-
-
-@pytest.fixture(scope="module")
-def e2e():
-    spec = importlib.util.spec_from_file_location("e2e", E2E)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_steady_state_pools_the_intervals_after_the_first(e2e):

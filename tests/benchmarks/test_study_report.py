@@ -2,22 +2,12 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 from pathlib import Path
 
 import pytest
 
 pytest.importorskip("matplotlib")
-STUDY = Path(__file__).resolve().parents[2] / "benchmarks" / "study.py"
-
-
-@pytest.fixture(scope="module")
-def study():
-    spec = importlib.util.spec_from_file_location("study", STUDY)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 SETTINGS = {"size": 32, "steps": 400, "batch": 64, "ndf": 32, "n_rkhs": 256, "n_depth": 1, "set": []}

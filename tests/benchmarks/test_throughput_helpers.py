@@ -1,22 +1,10 @@
 """Pure helpers of benchmarks/throughput.py: config strings, MFU arithmetic, FLOP counting, the reference import."""
 from __future__ import annotations
 
-import importlib.util
 import sys
-from pathlib import Path
 
 import pytest
 import torch
-
-SCRIPT = Path(__file__).resolve().parents[2] / "benchmarks" / "throughput.py"
-
-
-@pytest.fixture(scope="module")
-def tp():
-    spec = importlib.util.spec_from_file_location("throughput_bench", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 def test_parse_configs_order_is_px_ndf_rkhs_depth_batch(tp):

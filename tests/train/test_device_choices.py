@@ -186,3 +186,22 @@ def test_trainer_passes_resolved_workers_and_augment_to_the_loader(tmp_path, mon
     assert ("(chosen from the machine)" in line) == (not any(e.startswith("data.workers=") and e != "data.workers=-1"
                                                              for e in extra))
     assert ("views drawn on the device, batched" in line) == (expect["augment"] == "device")
+
+
+def test_evaluate_resolves_workers_for_its_own_device(tmp_path, monkeypatch):
+    """evaluate with data.workers=-1 hands the feature extraction the CPU rule's count (16 cores -> 4), not -1 and
+    not the GPU rule's (8)."""
+    from tvdim.eval import evaluate as ev
+
+    res = _pretrain(tmp_path / "r", "train.method=random")
+    cores(monkeypatch, 16)
+    seen = []
+
+    def fake(encoder, source, size, batch, device, workers, *rest):
+        seen.append(workers)
+        raise _Stop
+
+    monkeypatch.setattr(ev, "extract_features", fake)
+    with pytest.raises(_Stop):
+        ev.evaluate(res.checkpoint, device="cpu")
+    assert seen == [4]

@@ -13,12 +13,12 @@ from ..api import Loaded, load_method
 from ..config import DataConfig, EvalConfig
 from ..data.sources import build_source
 from ..errors import DataError
+from ..train.device import resolve_workers
 from . import logistic
 from .caption_retrieval import caption_retrieval
 from .features import FeatureSet, extract_features
 from .probes import accuracy, few_shot_accuracy, knn_accuracy, train_probe
 from .zeroshot import class_names, zeroshot_scores
-from ..train.device import resolve_workers
 
 log = logging.getLogger("tvdim.eval")
 
@@ -41,7 +41,7 @@ def evaluate(checkpoint: str | Path | Loaded, data: DataConfig | None = None, ec
     has_text = loaded.method.text_encoder is not None and loaded.tokenizer is not None
     text = (loaded.method.text_encoder, loaded.tokenizer) if has_text else None
     te_src = build_source(data, "test", size)
-    workers = resolve_workers(data.workers, torch.device("cuda" if str(device).startswith("cuda") else "cpu"))
+    workers = resolve_workers(data.workers, torch.device(device))
     te = extract_features(enc, te_src, size, ecfg.probe_batch, device, workers, data.max_bad_fraction, "test")
     tr = None  # a test set without labels needs no probe-training split (retrieval only)
     if any(int((y >= 0).sum()) > 0 for y in te.labels.values()):

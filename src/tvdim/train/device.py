@@ -49,14 +49,14 @@ def available_cpus() -> int:
 
 def resolve_workers(workers: int, device: torch.device, local_world_size: int = 1) -> int:
     """``data.workers``; -1 chooses from the machine: on a GPU, up to 8 loader processes per training process
-    (one core left for the process itself); on a CPU, none when the step needs every core (<= 2 cores per
-    process), else a quarter of the process's cores (decoding in parallel with the step)."""
+    (one core left for the process itself); on a CPU, a quarter of the process's cores, at most 8 (none up to 3
+    cores: the step needs them, and a worker would only compete with it)."""
     if workers >= 0:
         return workers
     cores = max(1, available_cpus() // max(1, local_world_size))
     if device.type == "cuda":
         return max(0, min(8, cores - 1))
-    return 0 if cores <= 2 else min(8, cores // 4)
+    return min(8, cores // 4)
 
 
 def resolve_augment(augment: str, device: torch.device, image_size: int) -> str:

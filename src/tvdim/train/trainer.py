@@ -375,7 +375,7 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
             wait += time.perf_counter() - t0
             tracker.record_batch(batch)
             batch = _to_device(batch, device, cfg.model.channels_last, views,
-                               step_seed(cfg.train.seed, step, dinfo.rank))
+                               step_seed(cfg.train.seed, step, dinfo.rank) if views else 0)
             method.train()
             with autocast(precision, device):
                 res = model(batch)
