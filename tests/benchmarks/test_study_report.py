@@ -105,3 +105,21 @@ def test_detector_table(study, tmp_path):
     study.report(argparse.Namespace(results=[str(write(tmp_path, rows))], out=str(tmp_path / "rep")))
     cells = table_row((tmp_path / "rep" / "study.md").read_text(), "tvdim+gmm p=0.5")
     assert cells[1:] == ["2", "50 of 100", "85.0 ± 7.1", "75.0 ± 7.1"]
+
+
+def test_pretrained_text_pairs_each_run_with_a_frozen_tower_run(study):
+    runs = study.plan("pretrained-text", text_model="/models/minilm")
+    assert [label for label, _, _ in runs] == ["tvdim p=0.0", "tvdim+minilm p=0.0", "tvdim p=0.5", "tvdim+minilm p=0.5"]
+    assert {method for _, method, _ in runs} == {"tvdim"}
+    assert runs[2][2] == ["noise=0.5"]  # the baseline differs from its pair only by the text tower
+    assert runs[3][2] == ["noise=0.5", "text.pretrained=/models/minilm", "text.freeze=true"]
+    assert [label for label, _, _ in study.plan("pretrained-text", (0.75,))] == ["tvdim p=0.75", "tvdim+minilm p=0.75"]
+    assert len(study.plan("noise")) == 1 + 4 * 7 + 1  # the noise sweep keeps its four levels by default
+
+
+def test_pretrained_text_without_a_model_is_a_clear_error(study, tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "_minilm", lambda: "")
+    args = argparse.Namespace(experiment="pretrained-text", noise_levels="", text_model="", out=str(tmp_path))
+    with pytest.raises(SystemExit, match="--text-model PATH"):
+        study.run(args)
+    assert not any(tmp_path.iterdir())  # nothing written before the error
