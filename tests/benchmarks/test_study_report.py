@@ -109,11 +109,14 @@ def test_detector_table(study, tmp_path):
 
 def test_pretrained_text_pairs_each_run_with_a_frozen_tower_run(study):
     runs = study.plan("pretrained-text", text_model="/models/minilm")
-    assert [label for label, _, _ in runs] == ["tvdim p=0.0", "tvdim+minilm p=0.0", "tvdim p=0.5", "tvdim+minilm p=0.5"]
-    assert {method for _, method, _ in runs} == {"tvdim"}
-    assert runs[2][2] == ["noise=0.5"]  # the baseline differs from its pair only by the text tower
-    assert runs[3][2] == ["noise=0.5", "text.pretrained=/models/minilm", "text.freeze=true"]
-    assert [label for label, _, _ in study.plan("pretrained-text", (0.75,))] == ["tvdim p=0.75", "tvdim+minilm p=0.75"]
+    assert [label for label, _, _ in runs] == ["amdim", "tvdim p=0.0", "tvdim+minilm p=0.0", "tvdim p=0.5",
+                                               "tvdim+minilm p=0.5", "tvdim p=0.75", "tvdim+minilm p=0.75"]
+    assert runs[0] == ("amdim", "amdim", [])  # the image-only baseline at the same code, for the gain over it
+    assert {method for _, method, _ in runs[1:]} == {"tvdim"}
+    assert runs[3][2] == ["noise=0.5"]  # the baseline differs from its pair only by the text tower
+    assert runs[4][2] == ["noise=0.5", "text.pretrained=/models/minilm", "text.freeze=true"]
+    assert [label for label, _, _ in study.plan("pretrained-text", (0.25,))] == ["amdim", "tvdim p=0.25",
+                                                                                "tvdim+minilm p=0.25"]
     assert len(study.plan("noise")) == 1 + 4 * 7 + 1  # the noise sweep keeps its four levels by default
 
 
