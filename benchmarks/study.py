@@ -34,7 +34,7 @@ from typing import Any
 EXPERIMENTS = ("main", "noise", "sensitivity", "paired", "pretrained-text")
 NOISE_LEVELS = {"noise": (0.0, 0.25, 0.5, 0.75), "pretrained-text": (0.0, 0.5, 0.75)}  # default --noise-levels
 DEFAULT_STEPS = 400  # the CPU regime; other step counts get their own tables ("noise, 1600 steps")
-ROBUST = ("gmm", "small-loss")  # the robust variants of the image-text term
+ROBUST = ("gmm", "small-loss", "storey")  # the robust variants of the image-text term
 
 
 def plan(experiment: str, noise_levels: tuple[float, ...] | None = None,

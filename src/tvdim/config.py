@@ -91,9 +91,9 @@ class LossConfig:
     nce_tclip: float = 20.0
     nce_reg: float = 0.05
     chunk_size: int = 0  # >0: compute NCE score matrices in chunks of this many source rows
-    robust: str = "none"  # none | gmm | small-loss: per-pair weights of the image-text term (noisy captions)
+    robust: str = "none"  # none | gmm | small-loss | storey: per-pair weights of the image-text term (noisy captions)
     robust_warmup: int = 100  # training steps with all weights 1 before weighting starts
-    robust_memory: int = 1024  # recent per-pair losses the mixture is fitted on
+    robust_memory: int = 1024  # recent per-pair losses (storey: rank p-values) the rate is estimated on
     robust_drop: float = -1.0  # small-loss: fraction of pairs dropped; < 0 = estimated by the mixture
 
 
@@ -242,7 +242,7 @@ def validate(cfg: Config) -> Config:
     cfg.train.compile = _SWITCH.get(cfg.train.compile.strip().lower(), cfg.train.compile)
     choices = {"loss.hinge": (cfg.loss.hinge, ("sum", "max", "logistic")),
                "loss.inter": (cfg.loss.inter, ("rank", "nce", "none")),
-               "loss.robust": (cfg.loss.robust, ("none", "gmm", "small-loss")),
+               "loss.robust": (cfg.loss.robust, ("none", "gmm", "small-loss", "storey")),
                "text.pooling": (cfg.text.pooling, ("mean", "cls")),
                "train.precision": (cfg.train.precision, ("auto", "fp32", "bf16", "fp16")),
                "data.augment": (cfg.data.augment, ("auto", "cpu", "device")),

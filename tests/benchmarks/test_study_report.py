@@ -117,7 +117,7 @@ def test_pretrained_text_pairs_each_run_with_a_frozen_tower_run(study):
     assert runs[4][2] == ["noise=0.5", "text.pretrained=/models/minilm", "text.freeze=true"]
     assert [label for label, _, _ in study.plan("pretrained-text", (0.25,))] == ["amdim", "tvdim p=0.25",
                                                                                 "tvdim+minilm p=0.25"]
-    assert len(study.plan("noise")) == 1 + 4 * 7 + 1  # the noise sweep keeps its four levels by default
+    assert len(study.plan("noise")) == 1 + 4 * 9 + 1  # the noise sweep keeps its four levels by default
 
 
 def test_pretrained_text_without_a_model_is_a_clear_error(study, tmp_path, monkeypatch):

@@ -79,6 +79,8 @@ def one_step(method: str, overrides: list[str] | tuple[str, ...], rank: int = 0,
         if hasattr(m, "remember"):
             g = torch.Generator().manual_seed(1)
             m.remember(torch.cat([torch.rand(48, generator=g) * 2, 4 + torch.rand(16, generator=g) * 4]))
+        if hasattr(m, "pmemory"):  # storey: few remembered p-values above 0.5, so the batch's own ranks set the rate
+            m._push(m.pmemory, m.pfilled, torch.full((8,), 0.25))
     real = contrastive.random_locations
     contrastive.random_locations = _fixed_locations
     try:

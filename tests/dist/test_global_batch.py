@@ -35,6 +35,7 @@ CASES: list[tuple[str, list[str]]] = [
     ("tvdim-nce", ["loss.chunk_size=3"]),
     ("tvdim", ["loss.robust=gmm", "loss.robust_warmup=0"]),  # per-pair weights from the gathered global batch
     ("tvdim-nce", ["loss.robust=small-loss", "loss.robust_warmup=0", "loss.robust_drop=0.25"]),
+    ("tvdim", ["loss.robust=storey", "loss.robust_warmup=0"]),  # rank p-values over the gathered captions
 ]
 HERE = Path(__file__).parent
 

@@ -100,3 +100,40 @@ def test_info_nce_rows_and_weights_hand_computed():
     valid = torch.tensor([True, True, False])
     got = info_nce_from_scores(S, S.T, weights=w, valid_rows=valid)
     assert got.item() == pytest.approx((0.2 * want[0] + want[1]) / 2, abs=1e-5)
+
+
+# --- storey: rank p-values and the null-fraction estimate -------------------------------------------------------
+def test_rank_pvalues_hand_computed_with_offset_ties_and_unusable_columns():
+    from tvdim.losses import rank_pvalues
+
+    s = torch.tensor([[0.0, 0.9, 0.5, 0.2, 0.7],   # positive = column 1 (offset 1): first of 4 usable -> 1/4
+                      [0.3, 0.1, 0.4, 0.8, 0.4]])  # positive = column 2 (0.4): itself and the tie 0.4 -> 2/4
+    valid = torch.tensor([True, True, True, False, True])  # column 3 (0.8) is a pair without caption
+    assert rank_pvalues(s, 1, valid).tolist() == pytest.approx([1 / 4, 2 / 4])
+    assert rank_pvalues(s, 1).tolist() == pytest.approx([1 / 5, 3 / 5])  # all usable: 0.8 now counts
+
+
+def test_storey_estimate_hand_computed_and_clipped():
+    from tvdim.losses import storey_null_fraction
+
+    p = torch.tensor([0.1, 0.2, 0.6, 0.9, 0.3, 0.5, 0.55, 1.0])  # 4 above 0.5 (0.5 itself is not)
+    assert storey_null_fraction(p) == pytest.approx(4 / (8 * 0.5))  # = 1.0
+    assert storey_null_fraction(p, lam=0.75) == pytest.approx(min(1.0, 2 / (8 * 0.25)))
+    assert storey_null_fraction(p[:6]) == pytest.approx(2 / (6 * 0.5))
+    assert storey_null_fraction(torch.tensor([])) == 1.0
+
+
+@pytest.mark.parametrize("rate", [0.25, 0.5, 0.75])
+def test_storey_tracks_the_wrong_pair_rate(rate):
+    """Batches where a fraction ``rate`` of the positives are unrelated captions (random scores) and the rest are
+    ranked first: the estimate follows the rate (a mixture of the losses would need no such calibration)."""
+    from tvdim.losses import rank_pvalues, storey_null_fraction
+
+    g = torch.Generator().manual_seed(0)
+    n, pv = 64, []
+    for _ in range(100):
+        s = torch.randn(n, n, generator=g)
+        clean = torch.rand(n, generator=g) >= rate
+        s[clean, clean.nonzero().flatten()] = 10.0  # right captions beat every other caption
+        pv.append(rank_pvalues(s))
+    assert storey_null_fraction(torch.cat(pv)) == pytest.approx(rate, abs=0.03)

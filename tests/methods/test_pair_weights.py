@@ -106,3 +106,41 @@ def test_small_loss_drops_the_worst_pairs_from_the_ranking_term(tok):
     assert p_out.terms["inter_rank"].item() == pytest.approx(per_pair.mean().item(), rel=1e-5)
     assert r_out.terms["inter_rank"].item() == pytest.approx((per_pair * keep).sum().item() / 6, rel=1e-5)
     assert r_out.metrics["pairs/weight_mean"].item() == pytest.approx(0.5)
+
+
+def test_storey_drops_the_rate_read_off_the_remembered_pvalues():
+    """storey: the pairs with the largest losses are dropped at Storey's rate over the p-value memory (here 3 of 8
+    remembered p-values above 0.5 -> rate 0.75), not at the mixture's; invalid pairs enter neither memory."""
+    pw = weighting("loss.robust=storey", "loss.robust_warmup=0", "loss.robust_memory=64")
+    pw.train()
+    pw.remember(torch.zeros(MIN_FIT))  # enough losses to leave the start-up phase
+    losses = torch.tensor([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    pvalues = torch.tensor([0.1, 0.2, 0.9, 0.8, 0.3, 0.1, 0.6, 0.2, 0.99])
+    valid = torch.tensor([True] * 8 + [False])
+    w = pw(losses, valid, pvalues)
+    assert pw.pmemory[:8].tolist() == pytest.approx(pvalues[:8].tolist()) and int(pw.pfilled) == 8
+    assert pw.last["pairs/noisy_estimate"].item() == pytest.approx(0.75)
+    assert w.tolist() == [1.0, 1.0] + [0.0] * 7  # ceil(0.25 * 8) = 2 smallest losses kept
+    with pytest.raises(ValueError, match="storey"):
+        pw(losses, valid)
+
+
+def test_storey_pvalues_are_the_ranks_of_each_pairs_caption(tok):
+    """tvdim with storey: the p-values remembered for a batch are the ranks of each image's caption among the batch's
+    captions under the mean of the two views' cosine scores (recomputed here from the plain model's features)."""
+    plain = build("tvdim", tok, "text.dropout=0")
+    robust = build("tvdim", tok, "loss.robust=storey", "text.dropout=0", "loss.robust_warmup=5")
+    robust.load_state_dict(plain.state_dict(), strict=False)
+    assert "pair_weights.pmemory" in robust.state_dict()  # saved with the checkpoint
+    assert "pair_weights.pmemory" not in build("tvdim", tok, "loss.robust=gmm").state_dict()  # old keys unchanged
+    batch = make_batch(tok)
+    robust.train()
+    torch.manual_seed(1)
+    robust(batch)
+    with torch.no_grad():
+        r1 = robust.image_encoder(torch.cat([batch["x1"], batch["x2"]]))[0].split(6)
+        t = torch.nn.functional.normalize(robust.text_encoder(batch["ids"], batch["mask"]).sentence, dim=-1)
+        s = sum(torch.nn.functional.normalize(x, dim=-1) @ t.T for x in r1) / 2
+    expected = (s >= s.diagonal().unsqueeze(1)).sum(1).float() / 6
+    assert int(robust.pair_weights.pfilled) == 6
+    assert robust.pair_weights.pmemory[:6].tolist() == pytest.approx(expected.tolist())

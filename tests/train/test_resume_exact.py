@@ -122,13 +122,15 @@ def test_resume_with_more_steps_follows_new_schedule(tmp_path, monkeypatch):
     assert lrs == pytest.approx([1e-3 * lr_factor(s, 6, 2, 0.8, 0.2) for s in range(3, 6)])
 
 
-@pytest.mark.parametrize("robust", ["gmm", "small-loss"])
+@pytest.mark.parametrize("robust", ["gmm", "small-loss", "storey"])
 def test_resume_exact_with_robust_text_term(robust, tmp_path, tokenizer_file):
     """The per-pair loss memory and step count of loss.robust travel in the checkpoint: weights switch on at step 4
     (32 remembered losses), after the resume at step 3, so a memory that did not resume changes the result."""
     extra = (f"loss.robust={robust}", "loss.robust_warmup=1", "loss.robust_memory=64")
     sa, sb = run_pair("tvdim", tmp_path, tokenizer_file, *extra)
     assert int(sa["model"]["pair_weights.filled"]) == int(sb["model"]["pair_weights.filled"]) == 48
+    if robust == "storey":  # the rank p-values' memory resumes too
+        assert int(sa["model"]["pair_weights.pfilled"]) == int(sb["model"]["pair_weights.pfilled"]) == 48
     assert_same_model(sa, sb)
 
 

@@ -9,6 +9,10 @@ Two families, both from the "noisy correspondence" literature (METHOD.md, last s
   posterior of the low-mean component is the probability that a pair is clean, used as a soft weight.
 * ``small-loss`` (co-teaching line): keep the pairs with the smallest loss, dropping a fraction ``rate`` of the
   worst-agreeing ones (rate given, or estimated as the mixture weight of the high-loss component).
+* ``storey``: small-loss selection whose rate is a calibrated estimate of the wrong-caption fraction. A wrong
+  caption's score is exchangeable with the batch's other captions, so its rank among them is uniform: the ranks,
+  read as p-values, give Storey's estimate of the null (wrong-pair) proportion (Storey 2002), which follows the true
+  rate where the mixture's estimate does not (it stays near 0.5, docs/results.md).
 """
 from __future__ import annotations
 
@@ -93,6 +97,37 @@ def small_loss_mask(losses: torch.Tensor, rate: float, valid: torch.Tensor | Non
     return mask
 
 
+def rank_pvalues(scores: torch.Tensor, pos_offset: int = 0, valid_cols: torch.Tensor | None = None) -> torch.Tensor:
+    """Each row's positive, ranked among the usable columns, as a p-value: ``#{j valid: s_ij >= s_ip} / #valid``.
+
+    Args:
+        scores: ``[B, N]`` image-to-text scores; row ``i``'s positive is column ``pos_offset + i``.
+        valid_cols: ``[N]`` bool, columns (captions) that take part; default all. The positive counts itself.
+    Returns:
+        ``[B]`` in ``(0, 1]``: 1/n for a positive that beats every other caption, 1 for one that beats none. For a
+        caption unrelated to its image the rank is uniform, so ``P(p > lam) = 1 - lam`` (exactly, for even n and
+        lam = 0.5). Ties count against the positive.
+    """
+    b, n = scores.shape
+    valid_cols = torch.ones(n, dtype=torch.bool, device=scores.device) if valid_cols is None else valid_cols.bool()
+    s = scores.detach().float()
+    pos = s[torch.arange(b, device=s.device), torch.arange(b, device=s.device) + pos_offset].unsqueeze(1)
+    ahead = ((s >= pos) & valid_cols.unsqueeze(0)).sum(1).float()
+    return ahead / valid_cols.sum().clamp(min=1).float()
+
+
+def storey_null_fraction(pvalues: torch.Tensor, lam: float = 0.5) -> float:
+    """Storey's estimate of the fraction of null (wrong) pairs: ``#{p > lam} / (M (1 - lam))``, clipped to [0, 1].
+
+    Args: pvalues ``[M]`` in (0, 1]; lam in [0, 1). Right pairs have small p-values, so above ``lam`` the count is
+    mostly wrong pairs, each of which lands there with probability ``1 - lam``. Biased upwards (conservative) when
+    right pairs are still poorly ranked. Returns 1.0 for an empty input.
+    """
+    if pvalues.numel() == 0:
+        return 1.0
+    return min(1.0, float((pvalues > lam).sum()) / (pvalues.numel() * (1.0 - lam)))
+
+
 def weighted_row_mean(rows: torch.Tensor, weights: torch.Tensor | None = None,
                       valid: torch.Tensor | None = None) -> torch.Tensor:
     """``sum_i w_i v_i l_i / sum_i v_i``: rows with weight < 1 pull less; the divisor counts every valid row, so a
@@ -106,4 +141,5 @@ def weighted_row_mean(rows: torch.Tensor, weights: torch.Tensor | None = None,
     return (rows * w * v).sum() / v.sum().clamp(min=1)
 
 
-__all__ = ["fit_two_gaussians", "clean_probability", "small_loss_mask", "weighted_row_mean"]
+__all__ = ["fit_two_gaussians", "clean_probability", "small_loss_mask", "rank_pvalues", "storey_null_fraction",
+           "weighted_row_mean"]

@@ -10,7 +10,8 @@ from __future__ import annotations
 import torch
 
 from ..config import Config
-from ..losses import amdim_nce, info_nce_rows, random_locations, ranking_loss_rows, weighted_row_mean
+from ..losses import (amdim_nce, info_nce_rows, random_locations, rank_pvalues, ranking_loss_rows,
+                      weighted_row_mean)
 from ..losses.scores import global_local_scores
 from ..train.distributed import current, gather_no_grad, gather_with_grad, global_mean_share
 from .base import Method, StepOutput
@@ -61,12 +62,17 @@ class ContrastiveMethod(Method):
             return ranking_loss_rows(s_i2t, s_t2i, offset, lc.margin, lc.hinge, valid_all, lc.gamma)
         return info_nce_rows(s_i2t / lc.temperature, s_t2i / lc.temperature, offset, valid_all)
 
-    def _pair_weights(self, rows: list[torch.Tensor], valid_all: torch.Tensor, offset: int) -> torch.Tensor | None:
-        """Weights ``[B]`` of this rank's pairs, computed over the gathered global batch (identical on all ranks)."""
+    def _pair_weights(self, rows: list[torch.Tensor], valid_all: torch.Tensor, offset: int,
+                      s_i2t: list[torch.Tensor]) -> torch.Tensor | None:
+        """Weights ``[B]`` of this rank's pairs, computed over the gathered global batch (identical on all ranks).
+        ``s_i2t``: each view's image-to-text scores ``[B, N]`` (for ``storey``'s rank p-values)."""
         if self.pair_weights is None:
             return None
         per_pair = (sum(rows) / len(rows)).detach()  # [B], mean over the two views
-        weights = self.pair_weights(gather_no_grad(per_pair), valid_all)
+        pvalues = None
+        if self.pair_weights.mode == "storey":  # one rank per pair: of its caption under the views' mean score
+            pvalues = gather_no_grad(rank_pvalues(sum(s.detach() for s in s_i2t) / len(s_i2t), offset, valid_all))
+        weights = self.pair_weights(gather_no_grad(per_pair), valid_all, pvalues)
         return None if weights is None else weights[offset:offset + per_pair.shape[0]]
 
     def inter_terms(self, r1: tuple, r7: tuple, batch: dict, offset: int) -> dict[str, torch.Tensor]:
@@ -78,11 +84,12 @@ class ContrastiveMethod(Method):
         t_all = gather_with_grad(txt.sentence)
         t_norm = torch.nn.functional.normalize(txt.sentence.float(), dim=-1)
         t_all_norm = torch.nn.functional.normalize(t_all.float(), dim=-1)
-        glob, local = [], []
+        glob, local, scores = [], [], []
         for v in range(2):
             g = torch.nn.functional.normalize(r1[v].float(), dim=-1)
             g_all = gather_with_grad(g)
-            glob.append(self._inter_rows(g @ t_all_norm.T, t_norm @ g_all.T, offset, valid_all))
+            scores.append(g @ t_all_norm.T)
+            glob.append(self._inter_rows(scores[-1], t_norm @ g_all.T, offset, valid_all))
             if self.cfg.loss.local:
                 loc_img = gather_with_grad(r7[v].flatten(2).transpose(1, 2))  # [N, 49, D]
                 assert txt.tokens is not None
@@ -92,7 +99,7 @@ class ContrastiveMethod(Method):
                 s_t_img = global_local_scores(txt.sentence, loc_img)  # text global vs image locations [B, N]
                 s_i_tok = global_local_scores(r1[v], tok_all, mask_all)  # image global vs text tokens [B, N]
                 local.append(self._inter_rows(s_i_tok, s_t_img, offset, valid_all))
-        weights = self._pair_weights(glob, valid_all, offset)
+        weights = self._pair_weights(glob, valid_all, offset, scores)
         share = global_mean_share(valid, valid_all)  # ranks may hold different numbers of captioned rows
         terms = {f"inter_{self.inter}": share * sum(weighted_row_mean(r, weights, valid) for r in glob) / 2}
         if local:
