@@ -3,7 +3,7 @@
 Pure functions; the stateful part (a memory of recent per-pair losses, the warm-up counter) lives in
 :class:`tvdim.methods.pair_weights.PairWeighting`.
 
-Two families, both from the "noisy correspondence" literature (METHOD.md, last section):
+Three weightings; the first two from the "noisy correspondence" literature (METHOD.md, last section):
 
 * ``gmm`` (NCR, Huang et al. 2021, idea only): fit a two-component 1-D Gaussian mixture to per-pair losses; the
   posterior of the low-mean component is the probability that a pair is clean, used as a soft weight.
