@@ -325,7 +325,9 @@ def detect(args: argparse.Namespace) -> None:
 def _detect_table(rows: list[dict]) -> list[str]:
     """The caption-noise detector: AUROC and precision at the true noise rate, mean ± std over seeds."""
     first = rows[0]
-    lines = ["", f"### {first.get('dataset', 'rsicd')}: caption-noise detector (`tvdim data score-pairs`)", "",
+    steps = int(first.get("settings", {}).get("steps", DEFAULT_STEPS))
+    regime = f", checkpoints after {steps} steps" if steps != DEFAULT_STEPS else ""
+    lines = ["", f"### {first.get('dataset', 'rsicd')}: caption-noise detector (`tvdim data score-pairs`){regime}", "",
              (f"seeds {sorted({r['seed'] for r in rows})}; checkpoints of the noise runs, settings {first['settings']}; "
               f"machine: {first['machine']}; dates {min(r['date'] for r in rows)} .. {max(r['date'] for r in rows)}."),
              "", "| run | n | corrupted | AUROC | precision at the noise rate |", "|---|---|---|---|---|"]

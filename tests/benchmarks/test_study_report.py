@@ -107,6 +107,18 @@ def test_detector_table(study, tmp_path):
     assert cells[1:] == ["2", "50 of 100", "85.0 ± 7.1", "75.0 ± 7.1"]
 
 
+def test_detector_tables_are_split_by_training_length(study, tmp_path):
+    det = {"experiment": "detect", "dataset": "rsicd", "label": "tvdim+gmm p=0.5", "method": "tvdim", "seed": 0,
+           "machine": "cpu; x86_64, 1 torch threads", "date": "2026-01-01T00:00:00+00:00", "settings": SETTINGS,
+           "detection": {"n": 100, "n_noisy": 50, "auroc": 0.8, "precision_at_noise_rate": 0.7}}
+    long = dict(det, settings=dict(SETTINGS, steps=1600), detection=dict(det["detection"], auroc=0.9))
+    study.report(argparse.Namespace(results=[str(write(tmp_path, [det, long]))], out=str(tmp_path / "rep")))
+    text = (tmp_path / "rep" / "study.md").read_text()
+    short_part, long_part = text.split("checkpoints after 1600 steps")
+    assert table_row(short_part, "tvdim+gmm p=0.5")[1:4] == ["1", "50 of 100", "80.0"]
+    assert table_row(long_part, "tvdim+gmm p=0.5")[1:4] == ["1", "50 of 100", "90.0"]
+
+
 def test_pretrained_text_pairs_each_run_with_a_frozen_tower_run(study):
     runs = study.plan("pretrained-text", text_model="/models/minilm")
     assert [label for label, _, _ in runs] == ["amdim", "tvdim p=0.0", "tvdim+minilm p=0.0", "tvdim p=0.5",
