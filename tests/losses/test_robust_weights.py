@@ -126,7 +126,7 @@ def test_storey_estimate_hand_computed_and_clipped():
 @pytest.mark.parametrize("rate", [0.25, 0.5, 0.75])
 def test_storey_tracks_the_wrong_pair_rate(rate):
     """Batches where a fraction ``rate`` of the positives are unrelated captions (random scores) and the rest are
-    ranked first: the estimate follows the rate (a mixture of the losses would need no such calibration)."""
+    ranked first: the estimate follows the rate (on training losses the mixture's estimate did not)."""
     from tvdim.losses import rank_pvalues, storey_null_fraction
 
     g = torch.Generator().manual_seed(0)
