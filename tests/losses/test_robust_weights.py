@@ -6,8 +6,9 @@ import math
 import pytest
 import torch
 
-from tvdim.losses import (clean_probability, fit_two_gaussians, info_nce_from_scores, info_nce_rows,
-                          ranking_loss_from_scores, ranking_loss_rows, small_loss_mask, weighted_row_mean)
+from tvdim.losses import (clean_probability, fit_two_gaussians, info_nce_from_scores, info_nce_rows, rank_pvalues,
+                          ranking_loss_from_scores, ranking_loss_rows, small_loss_mask, storey_null_fraction,
+                          weighted_row_mean)
 
 
 def _two_clusters(n_low=30, n_high=70, low=0.0, high=5.0, std=0.3, seed=0):
@@ -104,8 +105,6 @@ def test_info_nce_rows_and_weights_hand_computed():
 
 # --- storey: rank p-values and the null-fraction estimate -------------------------------------------------------
 def test_rank_pvalues_hand_computed_with_offset_ties_and_unusable_columns():
-    from tvdim.losses import rank_pvalues
-
     s = torch.tensor([[0.0, 0.9, 0.5, 0.2, 0.7],   # positive = column 1 (offset 1): first of 4 usable -> 1/4
                       [0.3, 0.1, 0.4, 0.8, 0.4]])  # positive = column 2 (0.4): itself and the tie 0.4 -> 2/4
     valid = torch.tensor([True, True, True, False, True])  # column 3 (0.8) is a pair without caption
@@ -114,8 +113,6 @@ def test_rank_pvalues_hand_computed_with_offset_ties_and_unusable_columns():
 
 
 def test_storey_estimate_hand_computed_and_clipped():
-    from tvdim.losses import storey_null_fraction
-
     p = torch.tensor([0.1, 0.2, 0.6, 0.9, 0.3, 0.5, 0.55, 1.0])  # 4 above 0.5 (0.5 itself is not)
     assert storey_null_fraction(p) == pytest.approx(4 / (8 * 0.5))  # = 1.0
     assert storey_null_fraction(p, lam=0.75) == pytest.approx(min(1.0, 2 / (8 * 0.25)))
@@ -127,8 +124,6 @@ def test_storey_estimate_hand_computed_and_clipped():
 def test_storey_tracks_the_wrong_pair_rate(rate):
     """Batches where a fraction ``rate`` of the positives are unrelated captions (random scores) and the rest are
     ranked first: the estimate follows the rate (on training losses the mixture's estimate did not)."""
-    from tvdim.losses import rank_pvalues, storey_null_fraction
-
     g = torch.Generator().manual_seed(0)
     n, pv = 64, []
     for _ in range(100):

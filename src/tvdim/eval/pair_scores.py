@@ -23,7 +23,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..losses.robust import clean_probability
+from ..losses.robust import clean_probability, rank_pvalues
 
 
 @torch.no_grad()
@@ -47,7 +47,7 @@ def pair_scores(img: torch.Tensor, txt: torch.Tensor, margin: float = 0.2, chunk
         pos = diag[lo:hi].unsqueeze(1)
         for s, rank in ((img[lo:hi] @ txt.T, r_i2t), (txt[lo:hi] @ img.T, r_t2i)):  # [c, N]
             loss[lo:hi] += (margin - pos + s).clamp(min=0).masked_fill(own, 0).sum(1) / (n - 1)
-            rank[lo:hi] = ((s >= pos) & ~own).sum(1).float() / (n - 1)
+            rank[lo:hi] = (rank_pvalues(s, lo) * n - 1) / (n - 1)  # the same rank as storey's, itself left out
     p_clean, _ = clean_probability(loss)
     return {"agreement": diag, "loss": loss, "rank_i2t": r_i2t, "rank_t2i": r_t2i, "clean_probability": p_clean}
 
