@@ -31,3 +31,8 @@ def tp() -> ModuleType:
 @pytest.fixture(scope="module")
 def study() -> ModuleType:
     return load_script("study")
+
+
+@pytest.fixture(scope="module")
+def ms() -> ModuleType:
+    return load_script("mutation_score")
