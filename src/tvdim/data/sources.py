@@ -27,6 +27,7 @@ from torch.utils.data import IterableDataset
 
 from ..config import DataConfig
 from ..errors import ConfigError, DataError
+from .classes import file_class_count
 from .quality import SkipTracker, filter_bad
 from .sample import Sample
 
@@ -82,26 +83,28 @@ def build_source(cfg: DataConfig, split: str = "train", image_size: int | None =
     train = split == "train"
     need_text = train if require_text is None else require_text
     common = {"max_pixels": cfg.max_image_pixels, "draft_size": image_size}
+    n_classes = file_class_count(cfg, split)  # labels outside classes.json become counted bad samples
     if cfg.format in ("csv", "tsv", "jsonl"):
         from .formats.table import TableDataset
 
         return _checked(TableDataset(path, cfg.format, cfg.root, cfg.image_key, cfg.caption_key, cfg.label_key,
-                                     cfg.separator, require_caption=need_text, **common))
+                                     cfg.separator, require_caption=need_text, num_classes=n_classes, **common))
     if cfg.format == "coco":
         from .formats.coco import CocoCaptions
 
-        return _checked(CocoCaptions(path, cfg.root, require_caption=need_text, **common))
+        return _checked(_with_classes(CocoCaptions(path, cfg.root, require_caption=need_text, **common), n_classes))
     if cfg.format == "karpathy":
         from .formats.coco import KarpathyCaptions
 
         ksplit = {"train": "train", "eval_train": "train"}.get(split, split)
-        return _checked(KarpathyCaptions(path, ksplit, cfg.root, require_caption=need_text, **common))
+        return _checked(_with_classes(KarpathyCaptions(path, ksplit, cfg.root, require_caption=need_text, **common),
+                                      n_classes))
     if cfg.format == "wds":
         from .formats.wds import WdsDecoder, WdsStream
         from .formats.wds_eval import WdsIndexed
 
         dec = WdsDecoder(cfg.text_key, cfg.label_ext, require_text=need_text, max_pixels=cfg.max_image_pixels,
-                         draft_size=image_size)
+                         draft_size=image_size, num_classes=n_classes)
         if train:
             return WdsStream(path, dec, shuffle=cfg.shuffle_buffer > 0, shuffle_buffer=cfg.shuffle_buffer,
                              resampled=cfg.resampled, num_samples=cfg.num_samples)
@@ -113,6 +116,11 @@ def build_source(cfg: DataConfig, split: str = "train", image_size: int | None =
     from .formats.labelled import torchvision_set
 
     return torchvision_set(cfg.format, path, "test" if split == "test" else "train", download=download)
+
+
+def _with_classes(ds: Any, n_classes: int) -> Any:
+    ds.num_classes = n_classes
+    return ds
 
 
 def _checked(ds: Any) -> Any:

@@ -7,59 +7,25 @@ assigned the class whose vector has the highest cosine with its r1 feature.
 
 Class names come from the evaluated data itself: a source's ``tasks`` / ``classes`` (built-in data, image-folder
 sub-folder names, torchvision ``classes``), or a ``classes.json`` list beside the split's files (WebDataset
-shards, a caption table). Label ``i`` is ``names[i]``.
+shards, a caption table). Label ``i`` is ``names[i]``. The discovery is :func:`tvdim.data.classes.class_names`.
 """
 from __future__ import annotations
 
-import json
 import re
 from collections.abc import Sequence
-from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 
-from ..config import DataConfig
-from ..errors import ConfigError, DataError
+from ..data.classes import FILE_FORMATS, class_names  # noqa: F401 - one discovery, shared with training
 from .metrics import accuracy_scores
-
-FILE_FORMATS = ("wds", "csv", "tsv", "jsonl", "coco", "karpathy")
 
 
 def readable(name: str) -> str:
     """``"StorageTanks"`` / ``"storage_tanks"`` / ``"storage-tanks"`` -> ``"storage tanks"``."""
     spaced = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", " ", str(name)).replace("_", " ").replace("-", " ")
     return " ".join(spaced.split()).lower()
-
-
-def class_names(source: Any, data: DataConfig, split: str) -> dict[str, list[str]]:
-    """Task -> class names for ``split`` of ``data`` (``{}`` when the data names no classes)."""
-    tasks = getattr(source, "tasks", None)
-    if tasks:
-        return {t: list(v) for t, v in dict(tasks).items()}
-    classes = getattr(source, "classes", None)
-    if classes:
-        return {"label": [str(c) for c in classes]}
-    if data.format not in FILE_FORMATS:
-        return {}
-    from ..data.formats.wds import expand_urls
-    from ..data.sources import split_path
-
-    try:
-        first = expand_urls(split_path(data, split))[0] if data.format == "wds" else split_path(data, split)
-    except ConfigError:
-        return {}
-    found = Path(first).parent / "classes.json"
-    if not found.is_file():
-        return {}
-    try:
-        names = json.loads(found.read_text())
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
-        raise DataError(f"{found}: not readable as JSON ({exc})") from exc
-    if not isinstance(names, list) or not names or not all(isinstance(n, str) for n in names):
-        raise DataError(f"{found} must hold a JSON list of class names (label i = names[i])")
-    return {"label": names}
 
 
 @torch.no_grad()

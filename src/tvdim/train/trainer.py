@@ -17,7 +17,7 @@ from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
 from ..config import Config, DataConfig, to_plain
-from ..data.formats.wds import expand_urls
+from ..data.classes import label_tasks
 from ..data.pipeline import (Collator, PretrainDataset, ResumableSampler, StreamingPretrainDataset, batches,
                              next_batch)
 from ..data.quality import SkipTracker
@@ -48,16 +48,11 @@ class PretrainResult:
 
 
 def source_tasks(source: Any, data: DataConfig | None = None) -> dict[str, list[str]]:
-    """Label tasks of a source (task -> class names): its ``tasks`` or ``classes`` attribute, or a
-    ``classes.json`` list beside WebDataset shards. Empty when unknown (the online probes are then off)."""
-    tasks = getattr(source, "tasks", None)
-    if tasks:
-        return dict(tasks)
-    classes = getattr(source, "classes", None)
-    if not classes and data is not None and data.format == "wds" and data.path:
-        found = Path(expand_urls(data.path)[0]).parent / "classes.json"
-        classes = json.loads(found.read_text()) if found.is_file() else None
-    return {"label": list(classes)} if classes else {}
+    """Label tasks of the training source (task -> class names), found by :func:`tvdim.data.classes.label_tasks`:
+    its ``tasks`` / ``classes``, a ``classes.json`` beside its files, else classes counted from the labels it
+    carries (tables with ``data.label_key``, COCO / Karpathy labels, ``.cls`` members of shards). Empty when the
+    data has no label (the online probes are then off)."""
+    return label_tasks(source, data, "train")
 
 
 def build_tokenizer(cfg: Config, dinfo: dist_utils.DistInfo, out_dir: Path,

@@ -22,6 +22,7 @@ from typing import Any, Iterator
 from torch.utils.data import Dataset
 
 from ...errors import DataError
+from ..classes import check_label
 from ..sample import BadSample, Sample
 from .images import check_image_folder, clean_captions, decode_image
 
@@ -54,6 +55,8 @@ class _CaptionFile(Dataset):
 
     items: list[tuple[str, Path, list[Any], dict[str, int]]]
 
+    num_classes = 0  # names in classes.json: a label outside 0..num_classes-1 is a BadSample (0 = unchecked)
+
     def __init__(self, max_pixels: int, draft_size: int | None, require_caption: bool) -> None:
         self.max_pixels, self.draft_size, self.require_caption = max_pixels, draft_size, require_caption
 
@@ -69,11 +72,18 @@ class _CaptionFile(Dataset):
         for _, _, caps, _ in self.items:
             yield from clean_captions(caps)
 
+    def label_values(self) -> Iterator[int]:
+        """The entries' integer labels, without decoding images."""
+        return (labels["label"] for _, _, _, labels in self.items if "label" in labels)
+
     def __getitem__(self, i: int) -> Sample | BadSample:
         key, path, raw, labels = self.items[i]
         caps = clean_captions(raw)
         if self.require_caption and not caps:
             return BadSample(key, "no non-empty caption")
+        wrong = check_label(labels["label"], self.num_classes, key) if "label" in labels else None
+        if wrong is not None:
+            return wrong
         img = decode_image(path, key, self.max_pixels, self.draft_size)
         return img if isinstance(img, BadSample) else Sample(key, img, caps, dict(labels))
 

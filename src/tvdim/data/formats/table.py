@@ -23,6 +23,7 @@ from typing import Any, Iterator
 from torch.utils.data import Dataset
 
 from ...errors import DataError
+from ..classes import check_label
 from ..sample import BadSample, Sample
 from .images import check_image_folder, clean_captions, decode_image
 
@@ -93,11 +94,13 @@ class TableDataset(Dataset):
 
     def __init__(self, path: str | Path, fmt: str = "csv", root: str | Path = "", image_key: str = "filepath",
                  caption_key: str = "title", label_key: str = "", separator: str = ",",
-                 max_pixels: int = 89_478_485, draft_size: int | None = None, require_caption: bool = True) -> None:
+                 max_pixels: int = 89_478_485, draft_size: int | None = None, require_caption: bool = True,
+                 num_classes: int = 0) -> None:
         if fmt not in ("csv", "tsv", "jsonl"):
             raise DataError(f"unknown table format '{fmt}'; valid: csv, tsv, jsonl")
         self.path, self.root = Path(path), Path(root) if root else Path(path).parent
         self.max_pixels, self.draft_size, self.require_caption = max_pixels, draft_size, require_caption
+        self.num_classes = num_classes
         cols, rows = read_rows(path, fmt, separator)
         needed = [k for k in (image_key, caption_key, label_key) if k]
         for key in needed:
@@ -134,6 +137,14 @@ class TableDataset(Dataset):
         p = Path(self.items[i][0])
         return p if p.is_absolute() else self.root / p
 
+    def label_values(self) -> Iterator[int]:
+        """The integer labels of the rows (unparsable ones left out), without decoding images."""
+        for _, _, raw in self.items:
+            try:
+                yield int(float(raw))
+            except ValueError:
+                continue
+
     def captions(self, i: int) -> list[str]:
         return clean_captions(self.items[i][1])
 
@@ -156,6 +167,9 @@ class TableDataset(Dataset):
                 labels["label"] = int(float(raw_label))
             except ValueError:
                 return BadSample(key, f"label {raw_label!r} is not an integer")
+            wrong = check_label(labels["label"], self.num_classes, key)
+            if wrong is not None:
+                return wrong
         img = decode_image(self.image_path(i), key, self.max_pixels, self.draft_size)
         if isinstance(img, BadSample):
             return img

@@ -42,6 +42,7 @@ from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.shardlists import expand_urls as _wds_expand
 
 from ...errors import DataError
+from ..classes import check_label
 from ..sample import BadSample, Sample
 from .images import clean_captions, decode_image, decode_text
 
@@ -228,6 +229,7 @@ class WdsDecoder:
     require_text: bool = True
     max_pixels: int = 89_478_485
     draft_size: int | None = None
+    num_classes: int = 0  # names in classes.json: a label outside 0..num_classes-1 is a BadSample (0 = unchecked)
 
     @property
     def text_ext(self) -> str:
@@ -297,6 +299,9 @@ class WdsDecoder:
                 labels["label"] = int(decode_text(files[self.label_ext]).strip())
             except ValueError:
                 return BadSample(bad_key, f"label .{self.label_ext} is not an integer: {files[self.label_ext][:20]!r}")
+            wrong = check_label(labels["label"], self.num_classes, bad_key)
+            if wrong is not None:
+                return wrong
         img = decode_image(files[ext], bad_key, self.max_pixels, self.draft_size)
         return img if isinstance(img, BadSample) else Sample(key, img, caps, labels)
 
@@ -328,6 +333,33 @@ def iter_shard(url: str, decoder: "WdsDecoder", keep: tuple[int, int] = (0, 1),
         if idx % keep[1] == keep[0]:
             yield decoder(url, *item)
         idx += 1
+
+
+def shard_label_values(urls: list[str], label_ext: str) -> Iterator[int]:
+    """The integer labels of the local shards' ``KEY.{label_ext}`` members, reading only those members (remote
+    shards are not read; damaged ones are left to the reader to report). Stops after the first shard when it holds
+    no label member: unlabelled data costs one shard's header scan."""
+    if not label_ext:
+        return
+    for n, url in enumerate(urls):
+        if is_remote(url) or not Path(url).is_file():
+            continue
+        found = False
+        try:
+            with tarfile.open(url, "r:*") as tf:
+                for ti in tf:
+                    parts = split_key(ti.name) if ti.isfile() else None
+                    if parts is None or parts[1] != label_ext:
+                        continue
+                    found = True
+                    try:
+                        yield int(decode_text(tf.extractfile(ti).read()).strip())  # type: ignore[union-attr]
+                    except ValueError:
+                        continue
+        except (tarfile.TarError, OSError, EOFError, zlib.error):
+            continue
+        if n == 0 and not found:
+            return
 
 
 def check_exists(pattern: str, urls: list[str]) -> None:
@@ -380,6 +412,10 @@ class WdsStream(IterableDataset):
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
+    def label_values(self) -> Iterator[int]:
+        """Labels of the shards, read without images (see :func:`shard_label_values`)."""
+        return shard_label_values(self.urls, self.decoder.label_ext)
+
     def __len__(self) -> int:
         if not self.total:
             raise TypeError(f"unknown length for {self.pattern}: add sizes.json or set data.num_samples")
@@ -428,4 +464,4 @@ def _shuffled(items: Iterator, size: int, rng: random.Random) -> Iterator:
 
 __all__ = ["WdsStream", "WdsDecoder", "expand_urls", "shard_sizes", "known_sizes", "iter_tar_groups", "iter_shard",
            "dist_info", "checked_groups", "split_key", "is_remote", "open_shard", "close_shard", "check_exists",
-           "shard_problem", "tail_problem", "WDS_IMAGE_EXTS", "TEXT_CHECK_N"]
+           "shard_problem", "tail_problem", "shard_label_values", "WDS_IMAGE_EXTS", "TEXT_CHECK_N"]

@@ -24,7 +24,7 @@ from ...errors import DataError
 from ..sample import BadSample, Sample
 from .images import clean_captions
 from .wds import (TEXT_CHECK_N, WdsDecoder, check_exists, close_shard, expand_urls, is_remote, known_sizes, open_shard,
-                  shard_problem, split_key)
+                  shard_label_values, shard_problem, split_key)
 
 Entry = Union[tuple[str, str, dict[str, tuple[int, int]]], BadSample]  # (url, key, ext -> (offset, size))
 
@@ -130,6 +130,10 @@ class WdsIndexed(Dataset):
 
     def __len__(self) -> int:
         return len(self.entries)
+
+    def label_values(self) -> Iterator[int]:
+        """Labels of the shards, read without images."""
+        return shard_label_values([str(self.local.get(u, u)) for u in self.urls], self.decoder.label_ext)
 
     def __getstate__(self) -> dict:
         state = dict(self.__dict__)
