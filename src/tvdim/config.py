@@ -4,6 +4,7 @@ Every field is documented in README.md ("Config reference"). Unknown keys are er
 """
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass, field, fields, is_dataclass
 from pathlib import Path
 from typing import Any, get_type_hints
@@ -13,6 +14,12 @@ import yaml
 from .errors import ConfigError
 
 METHODS = ("amdim", "tvdim", "tvdim-nce", "clip", "random", "supervised")
+log = logging.getLogger("tvdim.config")
+# Keys that were validated but never read, removed: an old config file or checkpoint holding them still loads (the
+# key is dropped with a logged note).
+REMOVED_KEYS = {"data.caption_noise": "it was never applied (noisy captions: tvdim data corrupt-captions, "
+                                      "data.synth_swap)",
+                "loss.inter": "the method sets its image-text term (train.method)"}
 
 
 @dataclass
@@ -40,7 +47,6 @@ class DataConfig:
     shuffle_buffer: int = 1000
     resampled: bool = False
     paired_fraction: float = 1.0  # fraction of training images that keep their captions
-    caption_noise: float = 0.0  # fraction of captions swapped with random others (on the fly, seeded)
     max_bad_fraction: float = 0.05  # stop when more than this fraction of samples is unusable
     max_image_pixels: int = 89_478_485  # PIL's decompression-bomb limit
     workers: int = -1  # data-loader processes; -1 = chosen from the machine (train/device.py: resolve_workers)
@@ -81,7 +87,6 @@ class TextConfig:
 
 @dataclass
 class LossConfig:
-    inter: str = "rank"  # rank | nce | none (set by the method)
     lam: float = 1.0  # lambda weight of L_inter
     margin: float = 0.2
     hinge: str = "sum"  # sum | max | logistic
@@ -205,6 +210,9 @@ def _apply(obj: Any, data: dict[str, Any], prefix: str = "") -> None:
     valid = [f.name for f in fields(obj)]
     for key, value in data.items():
         where = f"{prefix}{key}"
+        if where in REMOVED_KEYS:
+            log.info("config key '%s' was removed and is ignored: %s", where, REMOVED_KEYS[where])
+            continue
         if key not in valid:
             raise ConfigError(f"unknown config key '{where}'; valid keys here: {', '.join(valid)}")
         current = getattr(obj, key)
@@ -241,7 +249,6 @@ def validate(cfg: Config) -> Config:
         raise ConfigError(f"model.image_size must be 32, 64 or 128, got {cfg.model.image_size}")
     cfg.train.compile = _SWITCH.get(cfg.train.compile.strip().lower(), cfg.train.compile)
     choices = {"loss.hinge": (cfg.loss.hinge, ("sum", "max", "logistic")),
-               "loss.inter": (cfg.loss.inter, ("rank", "nce", "none")),
                "loss.robust": (cfg.loss.robust, ("none", "gmm", "small-loss", "storey")),
                "text.pooling": (cfg.text.pooling, ("mean", "cls")),
                "train.precision": (cfg.train.precision, ("auto", "fp32", "bf16", "fp16")),
@@ -275,7 +282,7 @@ _AT_LEAST_0 = ("data.num_samples", "data.shuffle_buffer", "text.layers", "loss.c
                "optim.decay_factor", "optim.text_grad_clip", "eval.linear_epochs", "eval.mlp_epochs",
                "eval.probe_lr", "eval.retrieval_max", "data.synth_train", "data.synth_test", "data.synth_objects")
 _ABOVE_0 = ("optim.eps", "loss.temperature", "loss.nce_tclip", "loss.gamma")
-_FRACTION = ("data.max_bad_fraction", "data.caption_noise", "data.synth_swap", "data.synth_corrupt",
+_FRACTION = ("data.max_bad_fraction", "data.synth_swap", "data.synth_corrupt",
              "data.synth_distract", "optim.decay_at")
 
 
@@ -323,7 +330,10 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not p.is_file():
         raise ConfigError(f"config file not found: {p}")
     try:
-        data = yaml.safe_load(p.read_text()) or {}
+        data = yaml.safe_load(p.read_text(encoding="utf-8")) or {}
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"config file {p} is not UTF-8 text (byte {exc.object[exc.start]:#04x} at offset "
+                          f"{exc.start}); save it as UTF-8") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"config file {p} is not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
