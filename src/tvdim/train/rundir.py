@@ -1,14 +1,23 @@
 """The run folder: never overwrite a run silently; on resume, apply harmless config changes and refuse the rest."""
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+import os
 import shutil
+import signal
+import socket
+import time
 from pathlib import Path
 from typing import Any
 
 from ..config import Config, from_dict, to_plain
 from ..errors import ConfigError
 from .checkpoint import remove_stale_temp_files
+
+log = logging.getLogger("tvdim.train")
+LOCK_FILE = "run.lock"
 
 # Keys a resumed run may change: they neither change the model nor what the finished run would have learned.
 # (Data paths: a dataset that moved. Everything in ``eval``: evaluation only.) Any other change is an error.
@@ -111,4 +120,125 @@ def _truncate_metrics(path: Path, step: int) -> list[str]:
     return []
 
 
-__all__ = ["resume_changes", "prepare_run_dir", "holds_run", "RESUMABLE", "RUN_OUTPUTS"]
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # another user's process
+        return True
+    except OSError:
+        return True
+    return True
+
+
+class RunLock:
+    """``<out>/run.lock``: one ``tvdim pretrain`` writes into a run folder at a time (rank 0 holds it).
+
+    The file is created atomically (``O_CREAT | O_EXCL``) and holds the owner's PID and host as JSON. A lock whose
+    process is dead (same host) is stale: it is taken over and :meth:`acquire` says so (for the run's log). A lock
+    of a live process, or of another host (which cannot be checked), is a :class:`ConfigError` naming both.
+    :meth:`release` removes the file when this process owns it (the trainer calls it on every exit: finish, error,
+    stop signal); a run killed outright (SIGKILL) leaves a stale lock that the next run takes over."""
+
+    def __init__(self, out: str | Path) -> None:
+        self.out = Path(out)
+        self.path = self.out / LOCK_FILE
+        self.held = False
+
+    def acquire(self) -> list[str]:
+        self.out.mkdir(parents=True, exist_ok=True)
+        notes: list[str] = []
+        me = {"pid": os.getpid(), "host": socket.gethostname(), "started": time.strftime("%Y-%m-%dT%H:%M:%S%z")}
+        for _ in range(3):
+            try:
+                fd = os.open(self.path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o644)
+            except FileExistsError:
+                owner = self._owner()
+                if owner == {}:  # released meanwhile: try again
+                    continue
+                if owner is None:  # being written by its owner this instant, or cut off: look again, then take it
+                    time.sleep(0.2)
+                    owner = self._owner()
+                if owner == {}:
+                    continue
+                if owner is not None:
+                    pid, host = owner.get("pid"), owner.get("host")
+                    if host != me["host"]:
+                        raise ConfigError(
+                            f"{self.out} is in use by another tvdim pretrain (pid {pid} on host {host}, lock file "
+                            f"{self.path}); wait for it or use another --out (delete the lock file only if that run "
+                            "is gone)")
+                    if isinstance(pid, int) and pid > 0 and _alive(pid):
+                        raise ConfigError(
+                            f"{self.out} is in use by another tvdim pretrain (pid {pid} on host {host}, lock file "
+                            f"{self.path}); wait for it to finish or use another --out")
+                    note = f"took over the stale lock {self.path} of pid {pid} on host {host} (that process is gone)"
+                else:
+                    note = f"took over the unreadable lock file {self.path} (left by a run that was killed)"
+                log.warning("%s", note)
+                notes.append(note)
+                with contextlib.suppress(FileNotFoundError):
+                    self.path.unlink()
+                continue
+            try:
+                os.write(fd, json.dumps(me).encode())
+            finally:
+                os.close(fd)
+            self.held = True
+            self._catch_signals()
+            return notes
+        raise ConfigError(f"cannot take the run lock {self.path}: another process keeps taking it")
+
+    def _owner(self) -> dict[str, Any] | None:
+        try:
+            rec = json.loads(self.path.read_text())
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError):
+            return None
+        return rec if isinstance(rec, dict) and rec else None
+
+    def _catch_signals(self) -> None:
+        """Until :meth:`release`, a stop signal that nobody else handles (it arrives before the training loop's
+        own handler, or after it) first releases the lock, then does what it did before (default: exit 143)."""
+        self._old: dict[int, Any] = {}
+        for sig in (signal.SIGTERM, getattr(signal, "SIGUSR1", None), getattr(signal, "SIGHUP", None)):
+            if sig is None:
+                continue
+            try:
+                self._old[sig] = signal.signal(sig, self._on_signal)
+            except (ValueError, OSError):  # not the main thread
+                pass
+
+    def _on_signal(self, signum: int, frame: Any) -> None:
+        old = self._old.get(signum, signal.SIG_DFL)
+        self.release()
+        if callable(old):
+            old(signum, frame)
+        elif old != signal.SIG_IGN:
+            signal.signal(signum, signal.SIG_DFL)
+            os.kill(os.getpid(), signum)
+
+    def release(self) -> None:
+        if not self.held:
+            return
+        self.held = False
+        for sig, old in getattr(self, "_old", {}).items():
+            with contextlib.suppress(ValueError, OSError, TypeError):
+                if signal.getsignal(sig) == self._on_signal:
+                    signal.signal(sig, old if old is not None else signal.SIG_DFL)
+        owner = self._owner()
+        if owner and owner.get("pid") == os.getpid():
+            with contextlib.suppress(OSError):
+                self.path.unlink()
+
+    def __enter__(self) -> "RunLock":
+        self.acquire()
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.release()
+
+
+__all__ = ["resume_changes", "prepare_run_dir", "holds_run", "RunLock", "RESUMABLE", "RUN_OUTPUTS"]

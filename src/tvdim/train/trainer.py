@@ -31,7 +31,7 @@ from .checkpoint import (FOR_RESUME, load_checkpoint, nonfinite_tensors, resolve
 from ..data.device_aug import DeviceViews, step_seed
 from .device import (autocast, configure_backends, resolve_augment, resolve_compile, resolve_device, resolve_precision,
                      resolve_workers)
-from .rundir import prepare_run_dir, resume_changes
+from .rundir import RunLock, prepare_run_dir, resume_changes
 from .runlog import STEPS, RunLogger, close_logging, setup_logging
 from .schedule import build_scheduler, lr_factor
 
@@ -252,10 +252,18 @@ def pretrain(cfg: Config, resume: str | None = None, overwrite: bool = False) ->
         device = torch.device(f"cuda:{dinfo.local_rank}")
         torch.cuda.set_device(device)
     configure_backends(device)
-    if dinfo.is_main:
-        notes += prepare_run_dir(out, int(state["step"]) if state else None, bool(resume), overwrite)
-        (out / "config.json").write_text(json.dumps(to_plain(cfg), indent=2))
-    handler = setup_logging(out if dinfo.is_main else None)
+    lock = RunLock(out) if dinfo.is_main else None  # one writer per run folder; released on every exit below
+    handler = None
+    try:
+        if lock is not None:
+            notes = lock.acquire() + notes
+            notes += prepare_run_dir(out, int(state["step"]) if state else None, bool(resume), overwrite)
+            (out / "config.json").write_text(json.dumps(to_plain(cfg), indent=2))
+        handler = setup_logging(out if dinfo.is_main else None)
+    except BaseException:
+        if lock is not None:
+            lock.release()
+        raise
     status = {"step": int(state["step"]) if state else 0}
     try:
         log.info("%s: method %s, %d steps, batch %d x %d process(es), device %s, out %s",
@@ -276,6 +284,8 @@ def pretrain(cfg: Config, resume: str | None = None, overwrite: bool = False) ->
         raise
     finally:
         close_logging(handler)
+        if lock is not None:
+            lock.release()
 
 
 def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInfo, ckpt_path: Path | None,
