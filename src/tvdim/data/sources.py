@@ -163,16 +163,23 @@ def caption_corpus(cfg: DataConfig, max_n: int = 200_000) -> list[str]:
         from .formats.wds import WdsDecoder, checked_groups, expand_urls
 
         dec = WdsDecoder(cfg.text_key, cfg.label_ext)
+        problems: list[str] = []
 
         def gen() -> Iterator[str]:
             for url in expand_urls(cfg.path):
                 for g in checked_groups(url, dec):
                     if not isinstance(g, tuple):
+                        if g.key == url and len(problems) < 3:  # the shard itself failed (not a tar, missing, ...)
+                            problems.append(f"{url}: {g.reason}")
                         continue
                     raw = dec.raw_text(g[1])
                     yield from clean_captions(raw if isinstance(raw, list) else [] if raw is None else [raw])
 
-        return list(islice(gen(), max_n))
+        corpus = list(islice(gen(), max_n))
+        if not corpus and problems:  # say why, instead of "no non-empty caption" later
+            raise DataError(f"no caption could be read from data.path={cfg.path} (data.format=wds): "
+                            + "; ".join(problems))
+        return corpus
     ds = build_source(cfg, "train")
     if hasattr(ds, "iter_captions"):
         return list(islice(ds.iter_captions(), max_n))

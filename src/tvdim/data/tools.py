@@ -16,6 +16,7 @@ from typing import Any
 
 from ..config import DataConfig
 from ..errors import DataError, TvdimError
+from .formats.wds import DUPLICATE
 from .sample import BadSample
 
 
@@ -74,11 +75,12 @@ def inspect_data(cfg: DataConfig, split: str = "train", limit: int = 0) -> dict[
     sizes: Counter = Counter()
     labels: Counter = Counter()
     bad: list[str] = []
-    n_bad = 0
+    n_bad = n_dup = 0
     for s in _items(ds):
         if isinstance(s, BadSample):  # one record may stand for several lost samples (a short shard)
             n += s.count
             n_bad += s.count
+            n_dup += s.reason.startswith(DUPLICATE)
             if len(bad) < 20:
                 bad.append(f"{s.key}: {s.reason}")
         else:
@@ -95,7 +97,8 @@ def inspect_data(cfg: DataConfig, split: str = "train", limit: int = 0) -> dict[
     return {"path": cfg.path, "format": cfg.format, "split": split, "items": n, "usable": good, "bad": n_bad,
             "captions": n_caps, "captions_per_image": round(n_caps / good, 3) if good else 0.0,
             "caption_tokens": _dist(cap_lens), "width": _dist(widths), "height": _dist(heights),
-            "common_sizes": dict(sizes.most_common(5)), "classes": len(labels), "unreadable": bad}
+            "common_sizes": dict(sizes.most_common(5)), "classes": len(labels), "duplicates": n_dup,
+            "outside_root": getattr(ds, "outside_root", 0), "unreadable": bad}
 
 
 def _print_report(r: dict[str, Any]) -> None:
@@ -104,6 +107,10 @@ def _print_report(r: dict[str, Any]) -> None:
     print(f"  image width {r['width']}, height {r['height']}; most common {r['common_sizes']}")
     if r["classes"]:
         print(f"  labels: {r['classes']} distinct values")
+    if r.get("duplicates"):
+        print(f"  duplicate keys: {r['duplicates']} (skipped, counted as bad)")
+    if r.get("outside_root"):
+        print(f"  image paths outside the image folder: {r['outside_root']} (read anyway)")
     for line in r["unreadable"]:
         print(f"  unreadable: {line}")
 

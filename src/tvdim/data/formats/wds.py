@@ -29,6 +29,7 @@ Counts: ``sizes.json`` in the shard folder (``{"shard.tar": n}``) or img2dataset
 from __future__ import annotations
 
 import json
+import logging
 import math
 import random
 import re
@@ -46,6 +47,7 @@ from ..classes import check_label
 from ..sample import BadSample, Sample
 from .images import clean_captions, decode_image, decode_text
 
+log = logging.getLogger("tvdim.data")
 WDS_IMAGE_EXTS = ("jpg", "jpeg", "png", "webp")
 TEXT_CHECK_N = 16
 _KEY_RE = re.compile(r"^((?:.*/|)[^.]+)[.]([^/]*)$")
@@ -159,6 +161,30 @@ def _read_error(exc: BaseException, n: int) -> str:
     return f"truncated or unreadable tar ({text})"
 
 
+DUPLICATE = "duplicate key"
+_WARNED: set[tuple[str, str]] = set()
+
+
+def _warn_once(url: str, what: str, text: str) -> None:
+    if (url, what) not in _WARNED:
+        _WARNED.add((url, what))
+        log.warning("%s", text)
+
+
+def duplicate(url: str, key: str) -> BadSample:
+    """The :class:`BadSample` for a second group of members with an already seen ``key`` in one shard (not an
+    extra sample: it is skipped and counted, and a warning is logged once per shard)."""
+    _warn_once(url, "dup", f"{url}: {DUPLICATE} '{key}' (its members appear in two places in the shard); "
+                           "every repeated key is skipped and counted as a bad sample")
+    return BadSample(f"{Path(url).name}/{key}", f"{DUPLICATE} '{key}' (already seen in this shard; skipped)")
+
+
+def long_shard(url: str, n: int, expected: tuple[int, str] | None) -> None:
+    """Warn once when a shard holds more distinct samples than its ``sizes.json`` / stats count."""
+    if expected and n > expected[0]:
+        _warn_once(url, "long", f"{url}: {n} samples, but {expected[1]} says {expected[0]}")
+
+
 def split_key(name: str) -> tuple[str, str] | None:
     """``dir/KEY.ext.more`` -> (``dir/KEY``, ``ext.more``) as webdataset does; None for meta / odd names."""
     m = _KEY_RE.match(name)
@@ -187,6 +213,7 @@ def iter_tar_groups(url: str, expected: tuple[int, str] | None = None) -> Iterat
         yield BadSample(url, f"cannot open shard: {type(exc).__name__}: {exc}", lost)
         return
     key, files, n, problem, aborted = None, {}, 0, "", True
+    seen: set[str] = set()
     try:
         try:
             with tarfile.open(fileobj=stream, mode="r|*") as tf:
@@ -199,8 +226,12 @@ def iter_tar_groups(url: str, expected: tuple[int, str] | None = None) -> Iterat
                     data = tf.extractfile(ti).read()  # type: ignore[union-attr]
                     if parts[0] != key:
                         if key is not None:
-                            n += 1
-                            yield key, files
+                            if key in seen:
+                                yield duplicate(url, key)
+                            else:
+                                seen.add(key)
+                                n += 1
+                                yield key, files
                         key, files = parts[0], {}
                     files[parts[1]] = data
                 problem = tail_problem(tf.fileobj)
@@ -209,10 +240,14 @@ def iter_tar_groups(url: str, expected: tuple[int, str] | None = None) -> Iterat
         except (tarfile.TarError, OSError, EOFError, zlib.error) as exc:
             problem = _read_error(exc, n + (key is not None))
         if key is not None:
-            n += 1
-            yield key, files
+            if key in seen:
+                yield duplicate(url, key)
+            else:
+                n += 1
+                yield key, files
         if n == 0 and not problem:
             problem = "empty shard (no samples)"
+        long_shard(url, n, expected)
         bad = shard_problem(url, n, problem, expected)
         if bad is not None:
             yield bad
@@ -313,7 +348,7 @@ def checked_groups(url: str, decoder: "WdsDecoder",
     head: list[Group | BadSample] = []
     for item in it:
         head.append(item)
-        if isinstance(item, BadSample) or len(head) >= TEXT_CHECK_N:
+        if (isinstance(item, BadSample) and item.key == url) or len(head) >= TEXT_CHECK_N:  # shard-level failure
             break
     decoder.check_text(url, [g for g in head if not isinstance(g, BadSample)])
     yield from head
@@ -464,4 +499,4 @@ def _shuffled(items: Iterator, size: int, rng: random.Random) -> Iterator:
 
 __all__ = ["WdsStream", "WdsDecoder", "expand_urls", "shard_sizes", "known_sizes", "iter_tar_groups", "iter_shard",
            "dist_info", "checked_groups", "split_key", "is_remote", "open_shard", "close_shard", "check_exists",
-           "shard_problem", "tail_problem", "shard_label_values", "WDS_IMAGE_EXTS", "TEXT_CHECK_N"]
+           "shard_problem", "tail_problem", "shard_label_values", "duplicate", "DUPLICATE", "WDS_IMAGE_EXTS", "TEXT_CHECK_N"]

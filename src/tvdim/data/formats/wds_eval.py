@@ -24,7 +24,7 @@ from ...errors import DataError
 from ..sample import BadSample, Sample
 from .images import clean_captions
 from .wds import (TEXT_CHECK_N, WdsDecoder, check_exists, close_shard, expand_urls, is_remote, known_sizes, open_shard,
-                  shard_label_values, shard_problem, split_key)
+                  duplicate, long_shard, shard_label_values, shard_problem, split_key)
 
 Entry = Union[tuple[str, str, dict[str, tuple[int, int]]], BadSample]  # (url, key, ext -> (offset, size))
 
@@ -53,6 +53,8 @@ def index_shard(url: str, expected: tuple[int, str] | None = None, path: str | P
         return [BadSample(url, "empty shard (0 bytes)", lost)]
     out: list[Entry] = []
     error = ""
+    seen: set[str] = set()
+    key = None
     try:
         with tarfile.open(p, mode="r:") as tf:
             for ti in tf:
@@ -61,17 +63,26 @@ def index_shard(url: str, expected: tuple[int, str] | None = None, path: str | P
                 if ti.offset_data + ti.size > size:
                     error = f"truncated or unreadable tar (member {ti.name} runs past the end of the file)"
                     break
-                if not out or out[-1][1] != parts[0]:  # type: ignore[index]
-                    out.append((url, parts[0], {}))
+                if parts[0] != key:
+                    key = parts[0]
+                    if key in seen:  # a second group with this key: skipped and counted, not an extra sample
+                        out.append(duplicate(url, key))
+                        continue
+                    seen.add(key)
+                    out.append((url, key, {}))
+                if isinstance(out[-1], BadSample):
+                    continue
                 out[-1][2][parts[1]] = (ti.offset_data, ti.size)  # type: ignore[index]
             else:
                 error = _end_problem(p, tf.offset)
     except (tarfile.TarError, OSError, EOFError) as exc:
         text = f"{type(exc).__name__}: {exc}"
         error = f"not a tar archive ({text})" if not out else f"truncated or unreadable tar ({text})"
-    if not out and not error:
+    n = sum(isinstance(e, tuple) for e in out)
+    if not n and not error:
         error = "empty shard (no samples)"
-    bad = shard_problem(url, len(out), error, expected)
+    long_shard(url, n, expected)
+    bad = shard_problem(url, n, error, expected)
     return out + [bad] if bad is not None else out
 
 
