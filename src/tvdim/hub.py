@@ -14,9 +14,12 @@ An export folder follows huggingface_hub's model-mixin layout, so ``save_pretrai
 """
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import logging
 import os
+import shutil
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -58,6 +61,7 @@ class TvdimModel(nn.Module, PyTorchModelHubMixin, library_name="tvdim", tags=["t
         super().__init__()
         if tvdim_format != FORMAT:
             raise CheckpointError(f"export format '{tvdim_format}' is not '{FORMAT}'; upgrade tvdim")
+        _check_known(method, image, text)
         self.method, self.step, self.text_config, self.training_config = method, step, text, training
         self.image_config, self.normalization = image, normalization
         self.image_encoder = AmdimEncoder(image["image_size"], image["ndf"], image["n_rkhs"], image["n_depth"],
@@ -131,6 +135,10 @@ class TvdimModel(nn.Module, PyTorchModelHubMixin, library_name="tvdim", tags=["t
             load_model(model, str(folder / WEIGHTS), strict=strict)
         except (RuntimeError, OSError, ValueError) as exc:
             raise CheckpointError(f"{folder / WEIGHTS}: weights do not match config.json: {str(exc)[:300]}") from exc
+        except Exception as exc:  # safetensors' SafetensorError: a truncated or corrupt file
+            text = str(exc).strip().splitlines()[0][:300] if str(exc).strip() else ""
+            raise CheckpointError(f"cannot read weights {folder / WEIGHTS} (truncated or corrupt file; export it "
+                                  f"again): {type(exc).__name__}: {text}") from exc
         if model.text_config is not None:
             if not (folder / TOKENIZER).is_file():
                 raise CheckpointError(f"{folder} holds a text encoder but no {TOKENIZER}")
@@ -141,6 +149,33 @@ class TvdimModel(nn.Module, PyTorchModelHubMixin, library_name="tvdim", tags=["t
 
     def generate_model_card(self, *args: Any, **kwargs: Any) -> ModelCard:
         return ModelCard(model_card(self))
+
+
+IMAGE_ARCHITECTURES = ("amdim",)
+TEXT_ARCHITECTURES = ("transformer", "huggingface")
+
+
+def _check_known(method: Any, image: Any, text: Any) -> None:
+    """:class:`CheckpointError` naming the config.json key and value this version cannot build (another
+    architecture or method must not load silently as AMDIM)."""
+    from .methods import REGISTRY
+
+    if method not in REGISTRY:
+        raise CheckpointError(f"config.json: unknown method={method!r}; this tvdim knows {', '.join(REGISTRY)}")
+    if not isinstance(image, dict):
+        raise CheckpointError(f"config.json: image must be an object, got {image!r}")
+    arch = image.get("architecture", "amdim")
+    if arch not in IMAGE_ARCHITECTURES:
+        raise CheckpointError(f"config.json: unknown image.architecture={arch!r}; this tvdim builds "
+                              f"{', '.join(IMAGE_ARCHITECTURES)}")
+    feature = image.get("feature", "r1")
+    if feature != "r1":
+        raise CheckpointError(f"config.json: unknown image.feature={feature!r}; this tvdim gives r1")
+    if text is not None:
+        tarch = text.get("architecture") if isinstance(text, dict) else text
+        if tarch not in TEXT_ARCHITECTURES:
+            raise CheckpointError(f"config.json: unknown text.architecture={tarch!r}; this tvdim builds "
+                                  f"{', '.join(TEXT_ARCHITECTURES)}")
 
 
 def _text_config(method: Any, cfg: Any) -> dict[str, Any] | None:
@@ -201,11 +236,9 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, overwrite: bool =
     out, checkpoint = Path(out), Path(checkpoint)
     if out.exists() and not out.is_dir():
         raise TvdimError(f"--out {out} is a file, not a folder")
-    if out.is_dir() and any(out.iterdir()):
-        if not overwrite:
-            raise TvdimError(f"--out {out} is not empty; use --overwrite to replace the export in it")
-        for name in EXPORT_FILES:
-            (out / name).unlink(missing_ok=True)
+    replace = out.is_dir() and any(out.iterdir())
+    if replace and not overwrite:
+        raise TvdimError(f"--out {out} is not empty; use --overwrite to replace the export in it")
     loaded = load_method(checkpoint)
     model = model_from_checkpoint(loaded)
     res_path = Path(results) if results else find_results(checkpoint, loaded.config.train.method, loaded.step)
@@ -214,8 +247,45 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, overwrite: bool =
             model.results = json.loads(res_path.read_text())
         except (OSError, json.JSONDecodeError) as exc:
             raise TvdimError(f"cannot read results file {res_path}: {exc}") from exc
-    model.save_pretrained(out)
+    _write_export(model, out, replace)
     return out
+
+
+def _write_export(model: TvdimModel, out: Path, replace: bool) -> None:
+    """Write the export into a temporary sibling folder, then move it into place: a failed write (full disk)
+    leaves neither a half-written export nor a damaged previous one. ``replace``: ``out`` holds an export whose
+    files are replaced (other files in it are kept)."""
+    out = out.absolute()
+    tmp = out.parent / f".{out.name}.tmp-export-{os.getpid()}"
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        if tmp.exists():
+            shutil.rmtree(tmp)
+        tmp.mkdir()
+        model.save_pretrained(tmp)
+        if replace:
+            for name in EXPORT_FILES:
+                if not (tmp / name).exists():
+                    (out / name).unlink(missing_ok=True)
+            for p in sorted(tmp.iterdir()):
+                os.replace(p, out / p.name)
+            tmp.rmdir()
+        else:
+            if out.is_dir():
+                out.rmdir()  # empty (checked above)
+            os.replace(tmp, out)
+    except OSError as exc:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp)
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise TvdimError(f"cannot export to {out}: no space left on {out.parent}; nothing was written"
+                             + (" (the previous export is kept)" if replace else "")) from exc
+        raise TvdimError(f"cannot export to {out}: {exc.strerror or exc}"
+                         + (f": {exc.filename}" if exc.filename else "") + "; nothing was written") from exc
+    except BaseException:
+        with contextlib.suppress(OSError):
+            shutil.rmtree(tmp)
+        raise
 
 
 def from_pretrained(path: str | Path, device: str | torch.device = "cpu", **kwargs: Any) -> TvdimModel:
