@@ -24,7 +24,7 @@ from torch.utils.data import Dataset
 from ...errors import DataError
 from ..classes import check_label
 from ..sample import BadSample, Sample
-from .images import check_image_folder, clean_captions, decode_image
+from .images import check_image_folder, clean_captions, count_outside_root, decode_image
 
 KARPATHY_SPLITS = {"train": ("train", "restval"), "val": ("val",), "test": ("test",), "restval": ("restval",)}
 ROOT_HINT = ("set the image folder with data.root (--root for tvdim data); it defaults to the folder of {name}")
@@ -111,6 +111,7 @@ class CocoCaptions(_CaptionFile):
                                _labels(im)))
         if not self.items:
             raise DataError(f"no samples in {self.path} ('images' is empty)")
+        self.outside_root = count_outside_root((it[1] for it in self.items), root_p, str(self.path))
 
 
 class KarpathyCaptions(_CaptionFile):
@@ -139,6 +140,7 @@ class KarpathyCaptions(_CaptionFile):
         if not self.items:
             raise DataError(f"no samples with split {'/'.join(wanted)} in {self.path}; splits found: "
                             f"{', '.join(sorted(found)) or '(none)'}")
+        self.outside_root = count_outside_root((it[1] for it in self.items), root_p, str(self.path))
 
 
 __all__ = ["CocoCaptions", "KarpathyCaptions", "KARPATHY_SPLITS"]

@@ -13,6 +13,7 @@ Caption policy (:func:`clean_caption`):
 from __future__ import annotations
 
 import io
+import logging
 import os
 import threading
 import warnings
@@ -30,6 +31,7 @@ MAX_CAPTION_CHARS = 1000
 
 ImageSource = Union[bytes, bytearray, memoryview, str, os.PathLike]
 _PIL_LIMIT = threading.Lock()
+log = logging.getLogger("tvdim.data")
 
 
 def check_image_folder(path_of: "Callable[[int], Path | None]", n: int, where: str, hint: str) -> None:
@@ -39,6 +41,31 @@ def check_image_folder(path_of: "Callable[[int], Path | None]", n: int, where: s
     probe = [p for p in (path_of(i) for i in range(0, n, max(1, n // 20))) if p is not None][:20]
     if probe and not any(p.is_file() for p in probe):
         raise DataError(f"none of {len(probe)} images checked exists under {where} (e.g. {probe[0]}); {hint}")
+
+
+def count_outside_root(paths: Iterable[Path], root: str | Path, name: str) -> int:
+    """How many of ``paths`` lie outside ``root`` once ``..`` and symlinks are resolved (absolute paths elsewhere,
+    ``../x.jpg``, a symlink out of the folder); they are still read, and one warning names the table ``name``.
+    Folders are resolved once each, files only when they are symlinks."""
+    base = os.path.realpath(root)
+    parents: dict[str, str] = {}
+    n = total = 0
+    first = ""
+    for p in paths:
+        total += 1
+        text = os.fspath(p)
+        folder = os.path.dirname(text)
+        if folder not in parents:
+            parents[folder] = os.path.realpath(folder)
+        real = os.path.realpath(text) if os.path.islink(text) else os.path.join(parents[folder],
+                                                                               os.path.basename(text))
+        if os.path.commonpath([base, real]) != base:
+            n += 1
+            first = first or text
+    if n:
+        log.warning("%d of %d image paths in %s lie outside the image folder %s (after '..' and symlinks), e.g. %s; "
+                    "they are read anyway", n, total, name, root, first)
+    return n
 
 
 def _open(fp: "io.IOBase | str") -> Image.Image:

@@ -1,6 +1,7 @@
 """CSV / TSV / JSONL tables of (image path, caption[, label]) -> map-style dataset of :class:`Sample`.
 
-* Image paths are relative to ``root`` (or absolute).
+* Image paths are relative to ``root`` (or absolute). A path that leaves ``root`` (``..``, an absolute path
+  elsewhere, a symlink out of it) is still read, counted in ``outside_root`` and warned about once.
 * Several captions per image: repeated rows with the same image are grouped (first-seen order), a cell
   holding a JSON list (``["a", "b"]``) or a JSONL list value gives several captions.
 * ``label_key`` (optional) -> ``labels={"label": int}``.
@@ -25,7 +26,7 @@ from torch.utils.data import Dataset
 from ...errors import DataError
 from ..classes import check_label
 from ..sample import BadSample, Sample
-from .images import check_image_folder, clean_captions, decode_image
+from .images import check_image_folder, clean_captions, count_outside_root, decode_image
 
 csv.field_size_limit(1 << 27)
 
@@ -123,6 +124,8 @@ class TableDataset(Dataset):
             self.items.append((img, list(caps), "" if not label_key or row.get(label_key) is None else str(row[label_key])))
         if not self.items:
             raise DataError(f"no samples in {self.path} (the table has a header but no rows)")
+        self.outside_root = count_outside_root((self.image_path(i) for i in range(len(self.items))
+                                                if self.items[i][0]), self.root, str(self.path))
 
     def __len__(self) -> int:
         return len(self.items)
