@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import contextlib
+import errno
 import os
 import random
 from pathlib import Path
@@ -47,8 +48,21 @@ def save_checkpoint(path: str | Path, state: dict[str, Any]) -> Path:
     except (OSError, RuntimeError) as exc:  # torch.save reports a full disk as RuntimeError
         with contextlib.suppress(OSError):
             tmp.unlink(missing_ok=True)
-        raise CheckpointError(f"cannot write checkpoint {path}: {_first_line(exc)}") from exc
+        kept = " (the previous checkpoint is kept)" if path.is_file() else ""
+        if _disk_full(exc):
+            raise CheckpointError(f"cannot write checkpoint {path}: no space left on {path.parent}{kept}; free "
+                                  "some space, then continue with --resume latest") from exc
+        raise CheckpointError(f"cannot write checkpoint {path}: {_first_line(exc)}{kept}") from exc
     return path
+
+
+def _disk_full(exc: BaseException) -> bool:
+    """A full disk (or quota): ENOSPC / EDQUOT, or torch's zip writer stopping short ("unexpected pos", which is
+    how ``torch.save`` reports a write that the disk cut off)."""
+    if isinstance(exc, OSError):
+        return exc.errno in (errno.ENOSPC, errno.EDQUOT)
+    text = str(exc)
+    return "unexpected pos" in text or "No space left" in text or "file write failed" in text
 
 
 def remove_stale_temp_files(folder: str | Path) -> list[Path]:
