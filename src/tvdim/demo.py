@@ -1,10 +1,13 @@
 """``tvdim demo``: pretrain random / amdim / clip / tvdim on the built-in data, evaluate, report."""
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import signal
 import sys
 import time
+from collections.abc import Iterator
 from importlib import resources
 from pathlib import Path
 from typing import Any
@@ -20,6 +23,31 @@ DEMO_METHODS = ("random", "amdim", "clip", "tvdim")
 log = logging.getLogger("tvdim.demo")
 
 
+class _Stopped(BaseException):
+    """A stop signal (SIGTERM / SIGUSR1) arrived during an evaluation (BaseException: nothing swallows it)."""
+
+
+@contextlib.contextmanager
+def _stop_raises() -> Iterator[None]:
+    """While evaluating, a stop signal raises :class:`_Stopped` (evaluation writes no state worth finishing:
+    ``--resume`` evaluates the finished run again); the previous handlers are restored afterwards."""
+    def handle(signum: int, frame: Any) -> None:
+        raise _Stopped()
+
+    old: dict[int, Any] = {}
+    for sig in (signal.SIGTERM, getattr(signal, "SIGUSR1", None)):
+        if sig is not None:
+            try:
+                old[sig] = signal.signal(sig, handle)
+            except ValueError:  # not the main thread
+                pass
+    try:
+        yield
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
+
 def demo_config_path() -> Path:
     return Path(str(resources.files("tvdim") / "configs" / "demo.yaml"))
 
@@ -30,7 +58,7 @@ def run_demo(out_dir: str | Path = "runs/demo", overrides: list[str] | None = No
 
     Each method's run folder is started afresh (``resume=False``) or continued (``resume=True``: finished runs
     are kept, a run cut off by a stop signal goes on). A stop signal (SIGTERM / SIGUSR1) stops the demo after the
-    interrupted run's checkpoint: nothing is evaluated or reported, the command to continue is printed, and the
+    interrupted run's checkpoint, or at once during an evaluation (``--resume`` evaluates that run again): nothing is evaluated or reported, the command to continue is printed, and the
     function returns ``None``.
     """
     out = Path(out_dir)
@@ -51,13 +79,19 @@ def run_demo(out_dir: str | Path = "runs/demo", overrides: list[str] | None = No
         t0 = time.perf_counter()
         res = pretrain(cfg, resume="latest" if resume else None, overwrite=not resume)
         t1 = time.perf_counter()
+        again = " ".join(["tvdim demo --out", str(out), "--resume", "--methods", ",".join(methods),
+                          *(overrides or [])])
         if res.stopped_early:
-            again = " ".join(["tvdim demo --out", str(out), "--resume", "--methods", ",".join(methods),
-                              *(overrides or [])])
             print(f"tvdim: demo stopped by a signal while pretraining {m} (step {res.step} of {cfg.train.steps}); "
                   f"no results are reported for unfinished runs. Continue with:\n  {again}", file=sys.stderr)
             return None
-        results[m] = evaluate(res.checkpoint, out_dir=out / "runs" / m / "eval")
+        try:
+            with _stop_raises():
+                results[m] = evaluate(res.checkpoint, out_dir=out / "runs" / m / "eval")
+        except _Stopped:
+            print(f"tvdim: demo stopped by a signal while evaluating {m} (its pretraining is finished and kept); "
+                  f"no results are reported. Continue with:\n  {again}", file=sys.stderr)
+            return None
         results[m]["pretrain_seconds"] = round(t1 - t0, 1)
         run_dirs[m] = res.out_dir
         log.info("%s: pretrain %.0fs, eval %.0fs", m, t1 - t0, time.perf_counter() - t1)
