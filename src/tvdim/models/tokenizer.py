@@ -1,11 +1,13 @@
 """Caption tokenizer: a WordPiece model trained on the training captions with Hugging Face ``tokenizers``."""
 from __future__ import annotations
 
+import heapq
+from collections import Counter, defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
 import torch
-from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors, trainers
+from tokenizers import Tokenizer, decoders, models, normalizers, pre_tokenizers, processors
 
 from ..errors import DataError
 
@@ -17,9 +19,10 @@ class CaptionTokenizer:
     """Wraps a ``tokenizers.Tokenizer``: ``[CLS] tokens [SEP]``, padded/truncated to ``max_len``.
 
     ``__call__(captions) -> (ids [B, T] int64, mask [B, T] bool)`` with ``T`` the batch's longest caption rounded
-    up to a multiple of 8 (at most ``max_len``). Training is not bit-reproducible (the library breaks ties between
-    equally frequent merges in hash-map order): a run saves its tokenizer (``tokenizer.json`` and inside every
-    checkpoint), and ``text.tokenizer_path`` reuses one, as the demo does for all its methods.
+    up to a multiple of 8 (at most ``max_len``). Training is deterministic: the same captions give the same
+    tokenizer JSON in any process (:func:`wordpiece_vocab` learns the pieces itself, ties broken by the pieces'
+    text; the ``tokenizers`` trainer broke them in a per-call random hash-map order). A run still saves its
+    tokenizer (``tokenizer.json`` and inside every checkpoint), and ``text.tokenizer_path`` reuses one.
 
     Any ``tokenizers.Tokenizer`` can be wrapped, e.g. a Hugging Face model's (``text.pretrained``): ``pad_id`` /
     ``pad_token`` default to the padding the tokenizer already carries (as saved by :meth:`to_json`), else ours.
@@ -44,11 +47,11 @@ class CaptionTokenizer:
         tok.normalizer = normalizers.BertNormalizer(lowercase=True)
         tok.pre_tokenizer = pre_tokenizers.BertPreTokenizer()
         tok.decoder = decoders.WordPiece()
-        tok.train_from_iterator(corpus, trainers.WordPieceTrainer(vocab_size=vocab_size, special_tokens=SPECIAL,
-                                                                   show_progress=False))
-        # The trainer numbers tokens in hash-map order: renumber them (specials first, then sorted) so ids are
-        # stable whenever the learned pieces are. Which pieces win ties still varies between calls (see class doc).
-        learned = tok.get_vocab()
+        words: Counter[str] = Counter()
+        for caption in corpus:  # the words the library's trainer would count: normalised, then pre-tokenised
+            words.update(w for w, _ in tok.pre_tokenizer.pre_tokenize_str(tok.normalizer.normalize_str(caption)))
+        learned = wordpiece_vocab(words, vocab_size)
+        # ids: specials first, then the pieces sorted
         order = SPECIAL + sorted(t for t in learned if t not in SPECIAL)
         tok.model = models.WordPiece({t: i for i, t in enumerate(order)}, unk_token="[UNK]")
         tok.post_processor = processors.TemplateProcessing(single="[CLS] $A [SEP]",
@@ -81,3 +84,61 @@ class CaptionTokenizer:
         ids = torch.tensor([e.ids for e in enc], dtype=torch.long)
         mask = torch.tensor([e.attention_mask for e in enc], dtype=torch.bool)
         return ids[:, : self.max_len], mask[:, : self.max_len]  # padding to a multiple of 8 may pass max_len
+
+
+def wordpiece_vocab(words: Counter[str], vocab_size: int, prefix: str = "##") -> list[str]:
+    """The pieces the ``tokenizers`` WordPiece trainer learns (BPE merges over the words' characters, a piece
+    inside a word carrying ``prefix``; every character kept), but deterministic: of equally frequent pairs the
+    one whose ``(left, right)`` text sorts first merges. Returns :data:`SPECIAL`, the alphabet, then the merges,
+    stopping at ``vocab_size`` pieces (or when no pair is left)."""
+    vocab = list(SPECIAL)
+    known = set(vocab)
+    splits = [[w[0]] + [prefix + ch for ch in w[1:]] for w in sorted(words) if w]
+    counts = [words[w] for w in sorted(words) if w]
+    for piece in sorted({p for sym in splits for p in sym}):
+        if piece not in known:
+            vocab.append(piece)
+            known.add(piece)
+    pair_count: dict[tuple[str, str], int] = defaultdict(int)
+    where: dict[tuple[str, str], set[int]] = defaultdict(set)
+    for i, sym in enumerate(splits):
+        for pair in zip(sym, sym[1:]):
+            pair_count[pair] += counts[i]
+            where[pair].add(i)
+    heap = [(-c, a, b) for (a, b), c in pair_count.items()]
+    heapq.heapify(heap)
+    while len(vocab) < vocab_size and heap:
+        neg, a, b = heapq.heappop(heap)
+        if pair_count.get((a, b), 0) != -neg or neg == 0:
+            continue  # stale entry: the pair's count changed since it was pushed
+        new = a + (b[len(prefix):] if b.startswith(prefix) else b)
+        if new not in known:
+            vocab.append(new)
+            known.add(new)
+        touched: set[tuple[str, str]] = set()
+        for i in sorted(where.pop((a, b), ())):
+            sym, c = splits[i], counts[i]
+            for pair in zip(sym, sym[1:]):
+                pair_count[pair] -= c
+                where[pair].discard(i)
+                touched.add(pair)
+            merged, j = [], 0
+            while j < len(sym):
+                if j + 1 < len(sym) and sym[j] == a and sym[j + 1] == b:
+                    merged.append(new)
+                    j += 2
+                else:
+                    merged.append(sym[j])
+                    j += 1
+            splits[i] = merged
+            for pair in zip(merged, merged[1:]):
+                pair_count[pair] += c
+                where[pair].add(i)
+                touched.add(pair)
+        for pair in sorted(touched):
+            if pair_count.get(pair, 0) > 0:
+                heapq.heappush(heap, (-pair_count[pair], *pair))
+            else:
+                pair_count.pop(pair, None)
+                where.pop(pair, None)
+    return vocab
