@@ -58,7 +58,18 @@ def evaluate(checkpoint: str | Path | Loaded, data: DataConfig | None = None, ec
         if int((ytr >= 0).sum()) == 0 or int((yte >= 0).sum()) == 0:
             continue
         n_classes = int(max(ytr.max(), yte.max())) + 1
-        row = {"n_classes": n_classes}
+        row: dict[str, Any] = {"n_classes": n_classes}
+        unseen = sorted(set(yte[yte >= 0].tolist()) - set(ytr[ytr >= 0].tolist()))
+        if unseen:  # a probe cannot predict these: every such test image counts as an error
+            row["test_classes_without_training_examples"] = unseen
+            row["n_test_unseen"] = int(sum(int((yte == c).sum()) for c in unseen))
+            names = _names(te_src, data, task)
+            named = f" (names: {', '.join(names[c] for c in unseen)})" if names and max(unseen) < len(names) else ""
+            msg = (f"task {task}: test classes {', '.join(map(str, unseen))}{named} have no probe-training example "
+                   f"({row['n_test_unseen']} of {int((yte >= 0).sum())} labelled test images); the probes cannot "
+                   "predict them, so their accuracy counts these images as errors")
+            log.warning("%s", msg)
+            results.setdefault("warnings", []).append(msg)
         for kind, epochs in (("linear", ecfg.linear_epochs), ("mlp", ecfg.mlp_epochs)):
             head = train_probe(kind, tr.feats, ytr, n_classes, epochs, ecfg.probe_batch, ecfg.probe_lr, seed)
             row[kind] = accuracy(head, te.feats, yte)
@@ -83,6 +94,14 @@ def evaluate(checkpoint: str | Path | Loaded, data: DataConfig | None = None, ec
     if out_dir is not None:
         write_results(results, Path(out_dir))
     return results
+
+
+def _names(source: Any, data: DataConfig, task: str) -> list[str] | None:
+    """Class names of ``task`` for a warning, when the data names them (never fails)."""
+    try:
+        return list(class_names(source, data, "test").get(task) or []) or None
+    except Exception:  # noqa: BLE001 - only for a nicer message
+        return None
 
 
 def add_zeroshot(tasks: dict[str, dict[str, Any]], text: tuple[Any, Any], te: FeatureSet,
