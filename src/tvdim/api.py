@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from .config import Config, from_dict
-from .data.transforms import eval_transform
+from .data.eval_image import EvalImage
 from .errors import CheckpointError
 from .methods import Method, build_method
 from .models.encoder import AmdimEncoder
@@ -90,8 +90,8 @@ def embed_images(encoder: AmdimEncoder, images: Sequence[Image.Image] | torch.Te
     if isinstance(images, torch.Tensor):
         batches = list(images.split(batch_size))
     else:
-        tf = eval_transform(encoder.image_size)
-        items = [tf(im.convert("RGB")) for im in images]
+        tf = EvalImage(encoder.image_size)  # the one evaluation transform (as tvdim evaluate and tvdim embed)
+        items = [tf(im) for im in images]
         batches = [torch.stack(items[i:i + batch_size]) for i in range(0, len(items), batch_size)]
     return torch.cat([encoder(b.to(device)).r1 for b in batches])
 

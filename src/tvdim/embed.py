@@ -30,7 +30,7 @@ from .config import DataConfig
 from .data.formats.images import IMAGE_EXTS, clean_captions, decode_image
 from .data.quality import SkipTracker
 from .data.sample import BadSample, Sample
-from .data.transforms import eval_transform
+from .data.eval_image import EvalImage, load_eval_image
 from .errors import ConfigError, DataError
 
 log = logging.getLogger("tvdim.embed")
@@ -74,7 +74,7 @@ class ImageFiles(Dataset):
 
     def __getitem__(self, i: int) -> Sample | BadSample:
         key = self.files[i].relative_to(self.root).as_posix()
-        img = decode_image(self.files[i], key, self.max_pixels)
+        img = load_eval_image(self.files[i], key, self.max_pixels)
         return img if isinstance(img, BadSample) else Sample(key, img)
 
 
@@ -82,7 +82,7 @@ class _Transformed(Dataset):
     """``source[i]`` -> ``(key, [3, S, S] tensor)`` or the BadSample it returned."""
 
     def __init__(self, source: Any, image_size: int) -> None:
-        self.source, self.tf = source, eval_transform(image_size)
+        self.source, self.tf = source, EvalImage(image_size)
 
     def __len__(self) -> int:
         return len(self.source)

@@ -31,7 +31,8 @@ from PIL import Image
 from torch import nn
 
 from .config import to_plain
-from .data.transforms import EVAL_RESIZE, MEAN, STD, eval_transform
+from .data.eval_image import EvalImage
+from .data.transforms import EVAL_RESIZE, MEAN, STD
 from .errors import CheckpointError, TvdimError
 from .models.encoder import AmdimEncoder
 from .models.hf_text import PretrainedTextEncoder
@@ -87,7 +88,7 @@ class TvdimModel(nn.Module, PyTorchModelHubMixin, library_name="tvdim", tags=["t
 
     def preprocess(self, image: Image.Image) -> torch.Tensor:
         """The evaluation transform (resize, centre crop, normalise): PIL image -> ``[3, S, S]``."""
-        return eval_transform(self.image_size)(image.convert("RGB"))
+        return EvalImage(self.image_size)(image)
 
     def encode_images(self, images: Sequence[Image.Image] | torch.Tensor, batch_size: int = 256) -> torch.Tensor:
         from .api import embed_images

@@ -11,7 +11,7 @@ import torch
 
 from ..api import Loaded, load_method
 from ..config import DataConfig, EvalConfig
-from ..data.sources import build_source
+from ..data.eval_image import eval_source
 from ..errors import DataError
 from ..train.device import resolve_workers
 from . import logistic
@@ -40,12 +40,12 @@ def evaluate(checkpoint: str | Path | Loaded, data: DataConfig | None = None, ec
     enc = loaded.method.image_encoder
     has_text = loaded.method.text_encoder is not None and loaded.tokenizer is not None
     text = (loaded.method.text_encoder, loaded.tokenizer) if has_text else None
-    te_src = build_source(data, "test", size)
+    te_src = eval_source(data, "test", size)
     workers = resolve_workers(data.workers, torch.device(device))
     te = extract_features(enc, te_src, size, ecfg.probe_batch, device, workers, data.max_bad_fraction, "test")
     tr = None  # a test set without labels needs no probe-training split (retrieval only)
     if any(int((y >= 0).sum()) > 0 for y in te.labels.values()):
-        tr = extract_features(enc, build_source(data, "eval_train", size), size, ecfg.probe_batch, device,
+        tr = extract_features(enc, eval_source(data, "eval_train", size), size, ecfg.probe_batch, device,
                               workers, data.max_bad_fraction, "eval_train")
     results: dict[str, Any] = {"method": cfg.train.method, "checkpoint": str(loaded.path), "step": loaded.step,
                                "n_train": len(tr) if tr is not None else 0, "n_test": len(te),

@@ -7,7 +7,9 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader
 
-from ..data.pipeline import EvalDataset
+from torch.utils.data import Dataset
+
+from ..data.eval_image import EvalImage
 from ..data.quality import SkipTracker
 from ..data.sample import BadSample
 from ..errors import DataError
@@ -27,6 +29,23 @@ class FeatureSet:
 
     def __len__(self) -> int:
         return self.feats.shape[0]
+
+
+class EvalDataset(Dataset):
+    """``(image tensor, labels dict, list of captions)`` with the one evaluation transform
+    (:class:`~tvdim.data.eval_image.EvalImage`, also used by ``tvdim embed`` and exports)."""
+
+    def __init__(self, source: Any, image_size: int) -> None:
+        self.source, self.tf = source, EvalImage(image_size)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, i: int) -> Any:
+        s = self.source[i]
+        if isinstance(s, BadSample):
+            return s
+        return self.tf(s.image), dict(s.labels), list(s.captions)
 
 
 def _collate(items: list) -> list:
