@@ -45,7 +45,7 @@ def fake_features(monkeypatch):
     """evaluate() gets ``sets[split]`` instead of extracting features; returns the dict to fill."""
     sets = {}
     monkeypatch.setattr(ev, "extract_features", lambda enc, src, *a, **k: sets[a[-1]])
-    monkeypatch.setattr(ev, "build_source", lambda data, split, size: split)
+    monkeypatch.setattr(ev, "eval_source", lambda data, split, size: split)
     return sets
 
 

@@ -15,6 +15,7 @@ import tvdim.train.trainer as trainer
 from tvdim.cli import main
 from tvdim.config import load_config
 from tvdim.errors import DataError
+from tvdim.train.checkpoint import load_checkpoint
 
 TINY = ["model.ndf=8", "model.n_rkhs=32", "model.n_depth=1", "train.batch_size=8", "data.synth_train=64",
         "data.synth_test=32", "train.progress=false", "train.device=cpu"]
@@ -44,8 +45,9 @@ def test_second_pretrain_into_the_same_out_is_refused(tmp_path, capsys):
         first.send_signal(signal.SIGTERM)  # graceful stop: checkpoint, then the lock is released
         first.wait(120)
     assert not (out / LOCK).exists()
-    res = trainer.pretrain(tiny_cfg(out, "train.steps=100000"), resume="latest")  # continue: the lock is free
-    assert res.step >= 1
+    stopped = load_checkpoint(out / "checkpoints" / "last.pt")["step"]
+    res = trainer.pretrain(tiny_cfg(out, f"train.steps={stopped + 1}"), resume="latest")  # continue: the lock is free
+    assert res.step == stopped + 1
 
 
 def test_lock_held_by_a_live_process_is_refused(tmp_path):
