@@ -5,6 +5,8 @@
     python benchmarks/mutation_score.py --package data --no-run   # the table of that package's last run
     python benchmarks/mutation_score.py --package data --rerun-survivors --survivors
     python benchmarks/mutation_score.py --table               # one table over every package run so far
+    python benchmarks/mutation_score.py --package data --sample 80 --seed 18 --commit HEAD   # a uniform sample
+    python benchmarks/mutation_score.py --table --sample 80 --seed 18 --no-run   # the sampled row of every package
 
 Packages: losses, methods, eval, data, train, models, and ``top`` (the modules directly under src/tvdim: api, cli,
 config, demo, embed, hub, report, errors) against the test files directly under tests/. Each package runs in its
@@ -14,15 +16,25 @@ processes on a small machine and each keeps its own ``mutants/`` results (mutmut
 test does not make it rerun a mutant it already judged: use ``--rerun-survivors``, or ``--clean``). ``mutmut show
 NAME``, run inside that folder, prints one mutant's diff. CPU heavy (tens of minutes per package on 2 cores): CI
 does not run it. A mutant counts as killed when a test failed or timed out on it.
+
+``--sample N --seed S`` estimates a package's score when a full run does not fit the time: mutmut generates every
+mutant of the package (and runs its stats phase, the package's tests once), N names are drawn uniformly without
+replacement from the sorted list of all of them (``random.Random(S).sample``), only those run, and the score is
+killed / N with a 95 % Wilson interval, next to the number of mutants in the package. ``--commit REV`` copies
+src/, tests/ and pyproject.toml as committed at REV (``git archive``) instead of the working tree.
 """
 from __future__ import annotations
 
 import argparse
+import io
+import math
 import os
+import random
 import re
 import shutil
 import subprocess
 import sys
+import tarfile
 from collections import Counter, defaultdict
 from pathlib import Path
 
@@ -36,6 +48,8 @@ PACKAGES: dict[str, tuple[list[str], list[str], list[str]]] = {
     "top": (["src/tvdim/*.py"], [f"src/tvdim/{name}/*" for name in SUBPACKAGES], ["tests/test_*.py"]),
 }
 DETECTED = ("killed", "timeout")
+NO_MATCH = "tvdim.__mutation_score_generate_only__"  # a name no mutant has: mutmut generates, collects stats, stops
+Z95 = 1.959963984540054  # the standard normal's 97.5 % quantile
 
 
 def package_dir(package: str) -> Path:
@@ -58,8 +72,9 @@ def with_section(pyproject: str, section: str) -> str:
     return stripped.rstrip("\n") + "\n\n" + section
 
 
-def prepare(package: str, clean: bool) -> Path:
-    """Copy src/, tests/ and pyproject.toml into the package's folder (keeping its mutants/ unless ``clean``)."""
+def prepare(package: str, clean: bool, commit: str | None = None) -> Path:
+    """Copy src/, tests/ and pyproject.toml into the package's folder (keeping its mutants/ unless ``clean``),
+    from the working tree or, with ``commit``, as committed there."""
     work = package_dir(package)
     if clean and work.exists():
         shutil.rmtree(work)
@@ -67,8 +82,16 @@ def prepare(package: str, clean: bool) -> Path:
     for name in ("src", "tests"):
         if (work / name).exists():
             shutil.rmtree(work / name)
-        shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
-    text = (ROOT / "pyproject.toml").read_text()
+    if commit is None:
+        for name in ("src", "tests"):
+            shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        text = (ROOT / "pyproject.toml").read_text()
+    else:
+        archive = subprocess.run(["git", "archive", "--format=tar", commit, "src", "tests", "pyproject.toml"],
+                                 cwd=ROOT, capture_output=True, check=True).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            text = tar.extractfile("pyproject.toml").read().decode()
+            tar.extractall(work, members=[m for m in tar.getmembers() if m.name != "pyproject.toml"])
     (work / "pyproject.toml").write_text(with_section(text, mutmut_section(package)))
     return work
 
@@ -80,6 +103,51 @@ def run_mutmut(work: Path, children: int, names: list[str] | None = None) -> Non
     code = subprocess.run(cmd, cwd=work, env=env, stdout=subprocess.DEVNULL if names else None).returncode
     if code != 0:
         sys.exit(f"mutation_score: mutmut run in {work} exited with status {code}")
+
+
+def generate(work: Path, children: int) -> None:
+    """Let mutmut generate every mutant and collect its stats without running any (it stops on a name that matches
+    no mutant: that is the one failure accepted here)."""
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+    env.pop("PYTHONPATH", None)
+    done = subprocess.run(["mutmut", "run", "--max-children", str(children), NO_MATCH], cwd=work, env=env,
+                          capture_output=True, text=True)
+    if done.returncode != 0 and "nothing matches" not in done.stdout + done.stderr:
+        sys.stderr.write(done.stdout[-4000:] + done.stderr[-4000:])
+        sys.exit(f"mutation_score: generating the mutants in {work} failed with status {done.returncode}")
+
+
+def draw(names, n: int, seed: int) -> list[str]:
+    """``n`` names drawn uniformly without replacement from the sorted ``names`` with ``random.Random(seed)``
+    (all of them when there are fewer), sorted."""
+    population = sorted(names)
+    return sorted(random.Random(seed).sample(population, min(n, len(population))))
+
+
+def wilson(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """The Wilson score interval of a binomial proportion k / n (``z``: 1.96 for 95 %)."""
+    if n <= 0:
+        return 0.0, 1.0
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z / (1 + z * z / n) * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n))
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+SAMPLE_HEAD = ("| package | sampled | killed | score | 95 % interval | mutants in package | not killed |\n"
+               "|---|---|---|---|---|---|---|")
+
+
+def sample_row(package: str, sampled: dict[str, str], total: int) -> str:
+    """One table row of a sampled run: ``sampled`` maps each drawn name to its status, ``total`` is the number of
+    mutants in the package. Not killed: the count of each other status."""
+    n = len(sampled)
+    killed = sum(state in DETECTED for state in sampled.values())
+    lo, hi = wilson(killed, n)
+    rest = Counter(state for state in sampled.values() if state not in DETECTED)
+    other = ", ".join(f"{c} {state}" for state, c in sorted(rest.items())) or "-"
+    return (f"| {package} | {n} | {killed} | {100 * killed / max(n, 1):.1f} % | "
+            f"{100 * lo:.1f} - {100 * hi:.1f} % | {total} | {other} |")
 
 
 def read_results(work: Path) -> dict[str, str]:
@@ -135,7 +203,12 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--rerun-survivors", action="store_true", help="rerun only the mutants that survived last time")
     ap.add_argument("--survivors", action="store_true", help="list the mutants that no test killed")
     ap.add_argument("--children", type=int, default=1, help="parallel mutmut workers (default 1)")
+    ap.add_argument("--sample", type=int, metavar="N", help="run only N mutants drawn uniformly at random")
+    ap.add_argument("--seed", type=int, default=0, help="seed of the --sample draw (default 0)")
+    ap.add_argument("--commit", metavar="REV", help="mutate src/ and tests/ as committed at REV, not the work tree")
     args = ap.parse_args(argv)
+    if args.sample is not None:
+        return main_sample(ap, args)
     if args.table:
         status = {k: v for pkg in PACKAGES for k, v in read_results(package_dir(pkg)).items()}
     elif args.package is None:
@@ -156,6 +229,39 @@ def main(argv: list[str] | None = None) -> None:
         for name, state in sorted(status.items()):
             if state not in DETECTED:
                 print(f"{state}: {name}")
+
+
+def main_sample(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    if args.sample <= 0:
+        ap.error("--sample takes a positive number of mutants")
+    if args.table:
+        packages = [pkg for pkg in sorted(PACKAGES) if (package_dir(pkg) / "mutants").is_dir()]
+    elif args.package is None:
+        ap.error("give --package NAME (one of: " + ", ".join(sorted(PACKAGES)) + ") or --table")
+    else:
+        packages = [args.package]
+    rows = []
+    for pkg in packages:
+        if args.table or args.no_run:
+            work = package_dir(pkg)
+        else:
+            work = prepare(pkg, args.clean, args.commit)
+            generate(work, args.children)
+        status = read_results(work)
+        if not status:
+            sys.exit(f"mutation_score: no mutants in {work}: run with --package {pkg} --sample N first")
+        names = draw(status, args.sample, args.seed)
+        if not (args.table or args.no_run):
+            run_mutmut(work, args.children, names)
+            status = read_results(work)
+        sampled = {name: status[name] for name in names}
+        rows.append(sample_row(pkg, sampled, len(status)))
+        if args.survivors:
+            for name in names:
+                if status[name] not in DETECTED:
+                    print(f"{status[name]}: {name}", file=sys.stderr)
+    print(SAMPLE_HEAD)
+    print("\n".join(rows))
 
 
 if __name__ == "__main__":

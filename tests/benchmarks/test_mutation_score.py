@@ -61,3 +61,86 @@ def test_table_scores_killed_and_timeout_as_detected(ms):
     assert rows["tvdim.data"].endswith("2 / 3 = 66.7 % |")
     assert rows["tvdim (top)"].endswith("0 / 1 = 0.0 % |")
     assert rows["all"].endswith("2 / 4 = 50.0 % |")
+
+
+# --sample N --seed S (issue 18): a uniform draw over all mutant names, killed / N with a Wilson interval
+
+NAMES = [f"tvdim.data.m{i:02d}.x_f__mutmut_{j}" for i in range(10) for j in range(1, 6)]  # 50 names
+
+
+def test_draw_is_the_seeded_sample_of_the_sorted_names(ms):
+    import random
+    shuffled = random.Random(5).sample(NAMES, len(NAMES))
+    drawn = ms.draw(shuffled, 7, seed=18)
+    # the draw does not depend on the order the names come in, only on the seed: random.Random(18).sample of the
+    # sorted list, reported sorted
+    assert drawn == sorted(random.Random(18).sample(sorted(NAMES), 7))
+    assert drawn == ms.draw(NAMES, 7, seed=18) == ms.draw(set(NAMES), 7, seed=18)
+    assert len(set(drawn)) == 7 and set(drawn) <= set(NAMES)
+    assert ms.draw(NAMES, 7, seed=19) != drawn
+    assert ms.draw(NAMES, 500, seed=1) == sorted(NAMES)  # more than there are: all of them, once each
+
+
+def test_draw_is_uniform_over_the_names(ms):
+    """Over many seeds each name is drawn about n / len(names) of the time, the first and last ones included."""
+    seeds, n = 4000, 5
+    counts = dict.fromkeys(NAMES, 0)
+    for seed in range(seeds):
+        for name in ms.draw(NAMES, n, seed):
+            counts[name] += 1
+    expected = seeds * n / len(NAMES)  # 400 per name; binomial sd about 19
+    assert all(abs(c - expected) < 6 * 19 for c in counts.values()), counts
+    assert abs(counts[min(NAMES)] - expected) < 6 * 19 and abs(counts[max(NAMES)] - expected) < 6 * 19
+
+
+@pytest.mark.parametrize("k, n, lo, hi", [
+    # by hand: p = k / n, z = 1.959964, centre = (p + z^2 / 2n) / (1 + z^2 / n),
+    # half = z / (1 + z^2 / n) * sqrt(p (1 - p) / n + z^2 / 4n^2)
+    (80, 100, 0.711171, 0.866633),  # centre 0.788902, half 0.077731 (tables: 0.711-0.867)
+    (9, 10, 0.595850, 0.982124),    # centre 0.788987, half 0.193137 (tables: 0.596-0.982)
+    (0, 20, 0.0, 0.161125),         # centre 0.080563 = half
+    (20, 20, 0.838875, 1.0),
+])
+def test_wilson_interval_against_a_hand_computation(ms, k, n, lo, hi):
+    got_lo, got_hi = ms.wilson(k, n)
+    assert got_lo == pytest.approx(lo, abs=2e-6) and got_hi == pytest.approx(hi, abs=2e-6)
+
+
+def test_wilson_interval_is_not_the_normal_one_and_holds_the_score(ms):
+    lo, hi = ms.wilson(95, 100)
+    assert lo < 0.95 < hi and hi < 1.0
+    assert lo == pytest.approx(0.888, abs=1e-3) and hi == pytest.approx(0.9785, abs=1e-3)  # normal: 0.907-0.993
+    assert ms.wilson(0, 0) == (0.0, 1.0)
+
+
+def test_sample_row_counts_timeouts_as_killed_and_lists_the_rest(ms):
+    sampled = {"a": "killed", "b": "timeout", "c": "survived", "d": "killed", "e": "no tests", "f": "survived",
+               "g": "killed", "h": "killed", "i": "killed", "j": "killed"}
+    row = ms.sample_row("data", sampled, 3530)
+    assert row == "| data | 10 | 7 | 70.0 % | 39.7 - 89.2 % | 3530 | 1 no tests, 2 survived |"
+    assert row.count("|") == ms.SAMPLE_HEAD.splitlines()[0].count("|")
+    assert ms.sample_row("top", {"a": "killed"}, 1) == "| top | 1 | 1 | 100.0 % | 20.7 - 100.0 % | 1 | - |"
+
+
+def test_wilson_interval_stays_within_zero_and_one_at_the_ends(ms):
+    """At k = 0 and k = n the bounds are 0 and 1 in exact arithmetic; rounding must not take them outside."""
+    for n in range(1, 200):
+        for k in (0, n):
+            lo, hi = ms.wilson(k, n)
+            assert 0.0 <= lo <= hi <= 1.0, (k, n, lo, hi)
+
+
+def test_prepare_with_a_commit_copies_the_committed_files_not_the_work_tree(ms, monkeypatch, tmp_path):
+    import subprocess
+    monkeypatch.setattr(ms, "WORK", tmp_path)
+    work = ms.prepare("losses", clean=True, commit="HEAD")
+    assert work == tmp_path / "losses"
+    committed = subprocess.run(["git", "show", "HEAD:src/tvdim/losses/__init__.py"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout
+    assert (work / "src/tvdim/losses/__init__.py").read_text() == committed
+    listed = subprocess.run(["git", "ls-tree", "-r", "--name-only", "HEAD", "src", "tests"], cwd=ROOT,
+                            capture_output=True, text=True, check=True).stdout.split()
+    copied = [str(f.relative_to(work)) for f in work.rglob("*") if f.is_file() and f.name != "pyproject.toml"]
+    assert sorted(copied) == sorted(listed)  # what was committed, and nothing else (no __pycache__, no new files)
+    section = tomllib.loads((work / "pyproject.toml").read_text())["tool"]["mutmut"]
+    assert section["only_mutate"] == ["src/tvdim/losses/*"]
