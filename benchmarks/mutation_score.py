@@ -92,7 +92,8 @@ def prepare(package: str, clean: bool, commit: str | None = None) -> Path:
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             text = tar.extractfile("pyproject.toml").read().decode()
             tar.extractall(work, members=[m for m in tar.getmembers() if m.name != "pyproject.toml"])
-    (work / "pyproject.toml").write_text(with_section(text, mutmut_section(package)))
+    # the test selection is globbed in the copy: with --commit, the committed tests, not the work tree's
+    (work / "pyproject.toml").write_text(with_section(text, mutmut_section(package, work)))
     return work
 
 

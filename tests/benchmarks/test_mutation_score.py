@@ -144,3 +144,18 @@ def test_prepare_with_a_commit_copies_the_committed_files_not_the_work_tree(ms, 
     assert sorted(copied) == sorted(listed)  # what was committed, and nothing else (no __pycache__, no new files)
     section = tomllib.loads((work / "pyproject.toml").read_text())["tool"]["mutmut"]
     assert section["only_mutate"] == ["src/tvdim/losses/*"]
+
+
+def test_prepare_with_a_commit_selects_the_committed_tests(ms, monkeypatch, tmp_path):
+    """The test files of ``top`` are globbed in the copy: a test file only in the work tree is not passed to pytest
+    (it would not exist in the copy, and pytest would stop on it)."""
+    import subprocess
+    monkeypatch.setattr(ms, "WORK", tmp_path)
+    (tmp_path / "top" / "tests").mkdir(parents=True)
+    work = ms.prepare("top", clean=False, commit="HEAD")
+    committed = subprocess.run(["git", "ls-tree", "--name-only", "HEAD", "tests/"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.split()
+    expected = sorted(t for t in committed if fnmatch.fnmatch(t, "tests/test_*.py"))
+    section = tomllib.loads((work / "pyproject.toml").read_text())["tool"]["mutmut"]
+    assert section["pytest_add_cli_args_test_selection"] == expected
+    assert all((work / t).is_file() for t in expected)
