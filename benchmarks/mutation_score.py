@@ -97,11 +97,21 @@ def prepare(package: str, clean: bool, commit: str | None = None) -> Path:
     return work
 
 
-def run_mutmut(work: Path, children: int, names: list[str] | None = None) -> None:
+def mutmut_env(work: Path) -> dict[str, str]:
+    """The environment of a mutmut run in ``work``: one thread, and ``work/src`` on PYTHONPATH. mutmut puts its
+    mutated copy of src/ first on the path of its own process and of the pytest it forks; a test that starts
+    ``python -m tvdim...`` as a new process would otherwise import the editable install, the work tree's src/
+    (another commit, or half an edit), and fail or pass on other code. Such a process runs the copy's code
+    unmutated, so a mutant that only a new process could show survives."""
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.pop("PYTHONPATH", None)  # mutmut puts its mutated copy of src/ on the path itself
+    env["PYTHONPATH"] = str(work / "src")
+    return env
+
+
+def run_mutmut(work: Path, children: int, names: list[str] | None = None) -> None:
     cmd = ["mutmut", "run", "--max-children", str(children), *(names or [])]
-    code = subprocess.run(cmd, cwd=work, env=env, stdout=subprocess.DEVNULL if names else None).returncode
+    out = subprocess.DEVNULL if names else None
+    code = subprocess.run(cmd, cwd=work, env=mutmut_env(work), stdout=out).returncode
     if code != 0:
         sys.exit(f"mutation_score: mutmut run in {work} exited with status {code}")
 
@@ -109,8 +119,7 @@ def run_mutmut(work: Path, children: int, names: list[str] | None = None) -> Non
 def generate(work: Path, children: int) -> None:
     """Let mutmut generate every mutant and collect its stats without running any (it stops on a name that matches
     no mutant: that is the one failure accepted here)."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
-    env.pop("PYTHONPATH", None)
+    env = mutmut_env(work)
     done = subprocess.run(["mutmut", "run", "--max-children", str(children), NO_MATCH], cwd=work, env=env,
                           capture_output=True, text=True)
     if done.returncode != 0 and "nothing matches" not in done.stdout + done.stderr:

@@ -159,3 +159,10 @@ def test_prepare_with_a_commit_selects_the_committed_tests(ms, monkeypatch, tmp_
     section = tomllib.loads((work / "pyproject.toml").read_text())["tool"]["mutmut"]
     assert section["pytest_add_cli_args_test_selection"] == expected
     assert all((work / t).is_file() for t in expected)
+
+
+def test_new_processes_of_a_mutmut_run_import_the_copy_not_the_work_tree(ms, monkeypatch, tmp_path):
+    monkeypatch.setenv("PYTHONPATH", "/somewhere/else")
+    env = ms.mutmut_env(tmp_path / "data")
+    assert env["PYTHONPATH"] == str(tmp_path / "data" / "src")
+    assert env["OMP_NUM_THREADS"] == "1" and env["MKL_NUM_THREADS"] == "1"
