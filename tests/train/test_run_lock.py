@@ -45,7 +45,8 @@ def test_second_pretrain_into_the_same_out_is_refused(tmp_path, capsys):
         first.send_signal(signal.SIGTERM)  # graceful stop: checkpoint, then the lock is released
         first.wait(120)
     assert not (out / LOCK).exists()
-    stopped = load_checkpoint(out / "checkpoints" / "last.pt")["step"]
+    last = out / "checkpoints" / "last.pt"  # none when the signal came before the first step
+    stopped = load_checkpoint(last)["step"] if last.is_file() else 0
     res = trainer.pretrain(tiny_cfg(out, f"train.steps={stopped + 1}"), resume="latest")  # continue: the lock is free
     assert res.step == stopped + 1
 
