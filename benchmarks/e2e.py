@@ -37,7 +37,7 @@ from tvdim.data.sources import build_source, caption_corpus
 from tvdim.methods import build_method, uses_text
 from tvdim.models.tokenizer import CaptionTokenizer
 from tvdim.train.device import autocast, configure_backends, resolve_compile, resolve_device, resolve_precision
-from tvdim.train.distributed import DistInfo
+from tvdim.distributed import DistInfo
 from tvdim.train.trainer import build_optimizer, build_tokenizer, optimizer_step, pretrain, source_tasks
 
 RSICD_TRAIN = "rsicd/rsicd-train-{000000..000008}.tar"

@@ -291,7 +291,7 @@ def detect(args: argparse.Namespace) -> None:
     """Score the caption-noise detector (``tvdim data score-pairs``) of finished noisy runs against the manifest
     of corrupted keys written beside their shards; appends one line per run (experiment ``detect``)."""
     from tvdim.config import DataConfig
-    from tvdim.data.audit import score_pairs
+    from tvdim.score_pairs import score_pairs
 
     source = [json.loads(line) for line in (Path(args.runs) / "results.jsonl").read_text().splitlines() if line.strip()]
     out = Path(args.out)

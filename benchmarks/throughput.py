@@ -389,7 +389,8 @@ def main() -> None:
     configure_backends(device)
     our_flags = backend_flags()
     tok = CaptionTokenizer.train([" ".join(WORDS)] * 4, 200, args.max_len)
-    name = torch.cuda.get_device_name(device) if device.type == "cuda" else f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    cpu = f"CPU ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
+    name = torch.cuda.get_device_name(device) if device.type == "cuda" else cpu
     peak_tflops = args.peak_tflops if args.peak_tflops is not None else default_peak_tflops(name)
     rows = []
     print(f"device: {name}; torch {torch.__version__}; MFU peak: "

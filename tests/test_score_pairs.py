@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-import tvdim.data.audit as audit
+import tvdim.score_pairs as audit
 from tvdim.cli import main
 from tvdim.config import DataConfig, load_config
 from tvdim.data.formats.convert import to_wds

@@ -97,7 +97,8 @@ def _config(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from .data.tools import add_data_commands
+    from .data.tools import add_data_commands, guard, source_args
+    from .score_pairs import add_score_pairs
 
     p = argparse.ArgumentParser(prog="tvdim", description="Text-enhanced Visual Deep InfoMax: pretrain image "
                                 "encoders from noisy image-text pairs, then evaluate them.")
@@ -161,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("overrides", nargs="*", help=OVERRIDE_HELP)
     s.set_defaults(func=_config)
 
-    add_data_commands(sub)
+    add_score_pairs(add_data_commands(sub), source_args, guard)
     return p
 
 

@@ -12,8 +12,9 @@ from typing import Any, get_type_hints
 import yaml
 
 from .errors import ConfigError
+from .method_spec import METHOD_SPECS
 
-METHODS = ("amdim", "tvdim", "tvdim-nce", "clip", "random", "supervised")
+METHODS = tuple(METHOD_SPECS)
 log = logging.getLogger("tvdim.config")
 # Keys that were validated but never read, removed: an old config file or checkpoint holding them still loads (the
 # key is dropped with a logged note).
@@ -63,7 +64,8 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    image_size: int = 32  # 32, 64 or 128
+    backbone: str = "amdim"  # an entry of the backbone registry (models/backbones.py)
+    image_size: int = 32  # 32, 64 or 128 for amdim
     ndf: int = 128
     n_rkhs: int = 1024
     n_depth: int = 3
@@ -243,9 +245,9 @@ _SWITCH = {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no
 
 
 def validate(cfg: Config) -> Config:
-    if cfg.train.method not in METHODS:
-        raise ConfigError(f"unknown method '{cfg.train.method}'; valid methods: {', '.join(METHODS)}")
-    if cfg.model.image_size not in (32, 64, 128):
+    if cfg.train.method not in METHOD_SPECS:
+        raise ConfigError(f"unknown method '{cfg.train.method}'; valid methods: {', '.join(METHOD_SPECS)}")
+    if cfg.model.backbone == "amdim" and cfg.model.image_size not in (32, 64, 128):
         raise ConfigError(f"model.image_size must be 32, 64 or 128, got {cfg.model.image_size}")
     cfg.train.compile = _SWITCH.get(cfg.train.compile.strip().lower(), cfg.train.compile)
     choices = {"loss.hinge": (cfg.loss.hinge, ("sum", "max", "logistic")),

@@ -58,7 +58,8 @@ def run_demo(out_dir: str | Path = "runs/demo", overrides: list[str] | None = No
 
     Each method's run folder is started afresh (``resume=False``) or continued (``resume=True``: finished runs
     are kept, a run cut off by a stop signal goes on). A stop signal (SIGTERM / SIGUSR1) stops the demo after the
-    interrupted run's checkpoint, or at once during an evaluation (``--resume`` evaluates that run again): nothing is evaluated or reported, the command to continue is printed, and the
+    interrupted run's checkpoint, or at once during an evaluation (``--resume`` evaluates that run again): nothing
+    is evaluated or reported, the command to continue is printed, and the
     function returns ``None``.
     """
     out = Path(out_dir)

@@ -27,7 +27,7 @@ from torch.utils.data import DataLoader, Dataset
 from tqdm import tqdm
 
 from .config import DataConfig
-from .data.formats.images import IMAGE_EXTS, clean_captions, decode_image
+from .data.formats.images import IMAGE_EXTS, clean_captions
 from .data.quality import SkipTracker
 from .data.sample import BadSample, Sample
 from .data.eval_image import EvalImage, load_eval_image

@@ -34,7 +34,10 @@ from .config import to_plain
 from .data.eval_image import EvalImage
 from .data.transforms import EVAL_RESIZE, MEAN, STD
 from .errors import CheckpointError, TvdimError
-from .models.encoder import AmdimEncoder
+from .eval.evaluate import markdown_table
+from .loading import embed_images, embed_texts
+from .method_spec import METHOD_SPECS
+from .models.backbones import BACKBONES, build_image_encoder, image_spec
 from .models.hf_text import PretrainedTextEncoder
 from .models.text import TextEncoder
 from .models.tokenizer import CaptionTokenizer
@@ -50,7 +53,7 @@ PAPER = "https://arxiv.org/abs/2106.01797"
 
 
 class TvdimModel(nn.Module, PyTorchModelHubMixin, library_name="tvdim", tags=["tvdim", "amdim", "self-supervised"]):
-    """Exported encoders: ``image_encoder`` (:class:`AmdimEncoder`), ``text_encoder`` and ``tokenizer`` (None for
+    """Exported encoders: ``image_encoder`` (an encoder of the backbone registry, :mod:`tvdim.models.backbones`), ``text_encoder`` and ``tokenizer`` (None for
     image-only methods). The constructor arguments are what ``config.json`` holds (see :func:`export_checkpoint`).
 
     ``model(x)`` and :meth:`encode_images` give ``[N, n_rkhs]`` image features (r1); :meth:`encode_texts` gives
@@ -65,8 +68,7 @@ class TvdimModel(nn.Module, PyTorchModelHubMixin, library_name="tvdim", tags=["t
         _check_known(method, image, text)
         self.method, self.step, self.text_config, self.training_config = method, step, text, training
         self.image_config, self.normalization = image, normalization
-        self.image_encoder = AmdimEncoder(image["image_size"], image["ndf"], image["n_rkhs"], image["n_depth"],
-                                          image["use_bn"])
+        self.image_encoder = build_image_encoder(image)
         self.text_encoder: TextEncoder | PretrainedTextEncoder | None = None
         if text is not None:
             if text["architecture"] == "huggingface":
@@ -91,13 +93,9 @@ class TvdimModel(nn.Module, PyTorchModelHubMixin, library_name="tvdim", tags=["t
         return EvalImage(self.image_size)(image)
 
     def encode_images(self, images: Sequence[Image.Image] | torch.Tensor, batch_size: int = 256) -> torch.Tensor:
-        from .api import embed_images
-
         return embed_images(self.image_encoder, images, batch_size)
 
     def encode_texts(self, captions: Sequence[str], batch_size: int = 256) -> torch.Tensor:
-        from .api import embed_texts
-
         if self.text_encoder is None or self.tokenizer is None:
             raise CheckpointError(f"this encoder was trained with method '{self.method}', which has no text encoder")
         return embed_texts(self.text_encoder, self.tokenizer, captions, batch_size)
@@ -152,23 +150,20 @@ class TvdimModel(nn.Module, PyTorchModelHubMixin, library_name="tvdim", tags=["t
         return ModelCard(model_card(self))
 
 
-IMAGE_ARCHITECTURES = ("amdim",)
 TEXT_ARCHITECTURES = ("transformer", "huggingface")
 
 
 def _check_known(method: Any, image: Any, text: Any) -> None:
     """:class:`CheckpointError` naming the config.json key and value this version cannot build (another
     architecture or method must not load silently as AMDIM)."""
-    from .methods import REGISTRY
-
-    if method not in REGISTRY:
-        raise CheckpointError(f"config.json: unknown method={method!r}; this tvdim knows {', '.join(REGISTRY)}")
+    if method not in METHOD_SPECS:
+        raise CheckpointError(f"config.json: unknown method={method!r}; this tvdim knows {', '.join(METHOD_SPECS)}")
     if not isinstance(image, dict):
         raise CheckpointError(f"config.json: image must be an object, got {image!r}")
     arch = image.get("architecture", "amdim")
-    if arch not in IMAGE_ARCHITECTURES:
+    if arch not in BACKBONES:
         raise CheckpointError(f"config.json: unknown image.architecture={arch!r}; this tvdim builds "
-                              f"{', '.join(IMAGE_ARCHITECTURES)}")
+                              f"{', '.join(sorted(BACKBONES))}")
     feature = image.get("feature", "r1")
     if feature != "r1":
         raise CheckpointError(f"config.json: unknown image.feature={feature!r}; this tvdim gives r1")
@@ -196,8 +191,7 @@ def model_from_checkpoint(loaded: Any) -> TvdimModel:
     size = m.image_size
     model = TvdimModel(
         method=cfg.train.method, step=loaded.step, training=to_plain(cfg),
-        image={"architecture": "amdim", "image_size": size, "ndf": m.ndf, "n_rkhs": m.n_rkhs, "n_depth": m.n_depth,
-               "use_bn": m.use_bn, "feature": "r1"},
+        image={**image_spec(m), "feature": "r1"},
         normalization={"mean": list(MEAN), "std": list(STD), "resize": EVAL_RESIZE[size], "crop": size,
                        "interpolation": "bicubic", "input": "RGB scaled to [0, 1], then (x - mean) / std"},
         text=_text_config(loaded.method, cfg))
@@ -232,7 +226,7 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, overwrite: bool =
     step). A non-empty ``out`` is refused unless ``overwrite``; overwriting replaces only the files an export
     writes.
     """
-    from .api import load_method
+    from .loading import load_method
 
     out, checkpoint = Path(out), Path(checkpoint)
     if out.exists() and not out.is_dir():
@@ -335,7 +329,7 @@ def model_card(model: TvdimModel) -> str:
              f"feats = model.encode_images([pil_image])         # [N, {n}] image features"]
     if text is not None:
         lines.append(f'tfeats = model.encode_texts(["a caption"])      # [N, {n}] caption features')
-    lines += ["```", "", f"`tvdim embed PATH images/ --out feats.npy` writes features for a folder, a table or "
+    lines += ["```", "", "`tvdim embed PATH images/ --out feats.npy` writes features for a folder, a table or "
               "shards from the command line.", "",
               f"Preprocessing (done by `encode_images` / `model.preprocess`): resize the shorter side to "
               f"{norm['resize']} px ({norm['interpolation']}), centre crop {norm['crop']} px, scale RGB to [0, 1], "
@@ -350,8 +344,6 @@ def _results_lines(results: dict[str, Any] | None) -> list[str]:
     if not results:
         return ["No evaluation results were found next to the checkpoint (run `tvdim evaluate CHECKPOINT --out "
                 "RUN/eval` before exporting, or pass `--results FILE`)."]
-    from .eval.evaluate import markdown_table
-
     try:
         table = markdown_table({results.get("method", "model"): results})
     except (KeyError, TypeError, ValueError):  # a results file of another layout: quote it as it is

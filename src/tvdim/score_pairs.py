@@ -1,4 +1,5 @@
-"""``tvdim data score-pairs``: rank a dataset's image-text pairs from most to least suspicious with a checkpoint.
+"""``tvdim data score-pairs`` (an application on top of loading, data and eval): rank a dataset's image-text pairs
+from most to least suspicious with a checkpoint.
 
 The scores are defined in :mod:`tvdim.eval.pair_scores`; this module reads the data, embeds it and writes the file.
 """
@@ -12,20 +13,22 @@ from typing import Any
 import torch
 from tqdm import tqdm
 
-from ..config import DataConfig
-from ..errors import DataError, TvdimError
-from .formats.corrupt import MANIFEST
-from .formats.wds import expand_urls
-from .quality import SkipTracker
-from .sample import BadSample
-from .transforms import eval_transform
+from .config import DataConfig
+from .data.formats.corrupt import MANIFEST
+from .data.formats.wds import expand_urls
+from .data.quality import SkipTracker
+from .data.sample import BadSample
+from .data.tools import data_config, open_source
+from .data.transforms import eval_transform
+from .errors import DataError, TvdimError
+from .eval.pair_scores import detection_metrics, pair_scores, read_manifest, write_scores
+from .loading import embed_texts, load_method
+from .method_spec import text_methods
 
 
 def _embed(loaded: Any, source: Any, device: str, batch: int, max_bad: float, progress: bool
            ) -> tuple[list[str], list[int], list[str], torch.Tensor, torch.Tensor, dict[str, Any]]:
     """Keys, source positions, captions and ``[N, D]`` image / text features of every usable captioned pair."""
-    from ..api import embed_texts
-
     enc, tf = loaded.method.image_encoder, eval_transform(loaded.config.model.image_size)
     tracker = SkipTracker(max_bad)
     keys, rows, caps, feats, pending = [], [], [], [], []
@@ -67,10 +70,6 @@ def score_pairs(checkpoint: str, cfg: DataConfig, out: str | Path, manifest: str
     """Score every pair of ``cfg``'s ``split`` (read unshuffled; ``eval_train`` = ``data.path``) and write them
     sorted, most suspicious first. ``manifest``: a ``corrupted.json`` (default: the one beside WebDataset shards, if any) to score the
     detector against. Returns the summary (pairs, skipped samples, output, detection metrics)."""
-    from ..api import load_method
-    from ..eval.pair_scores import detection_metrics, pair_scores, read_manifest, write_scores
-    from .tools import open_source
-
     out = Path(out)
     if out.exists() and not overwrite:
         raise TvdimError(f"{out} exists; pass --overwrite to replace it")
@@ -79,7 +78,7 @@ def score_pairs(checkpoint: str, cfg: DataConfig, out: str | Path, manifest: str
     loaded = load_method(checkpoint, device)
     if loaded.method.text_encoder is None or loaded.tokenizer is None:
         raise TvdimError(f"{checkpoint} was trained with '{loaded.config.train.method}', which has no text encoder; "
-                         "score-pairs needs a tvdim, tvdim-nce or clip checkpoint")
+                         f"score-pairs needs a {text_methods()} checkpoint")
     if not manifest and cfg.format == "wds":
         beside = Path(expand_urls(cfg.path)[0]).parent / MANIFEST
         manifest = str(beside) if beside.is_file() else ""
@@ -108,10 +107,8 @@ def score_pairs(checkpoint: str, cfg: DataConfig, out: str | Path, manifest: str
 
 
 def cmd_score_pairs(args: argparse.Namespace) -> int:
-    from .tools import _cfg
-
     split = "eval_train" if args.split == "train" else args.split  # every pair, in file order
-    summary = score_pairs(args.checkpoint, _cfg(args), args.out, args.manifest, args.device, args.batch,
+    summary = score_pairs(args.checkpoint, data_config(args), args.out, args.manifest, args.device, args.batch,
                           args.overwrite, not args.quiet, split)
     print(json.dumps(summary, indent=1))
     return 0

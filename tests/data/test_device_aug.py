@@ -184,7 +184,7 @@ def test_base_image_and_collator_carry_uint8_images():
 
 
 def test_to_device_turns_images_into_views():
-    from tvdim.train.trainer import _to_device
+    from tvdim.train.loader import to_device as _to_device
 
     images = torch.randint(0, 256, (4, 3, 32, 32), dtype=torch.uint8)
     out = _to_device({"images": images, "n": 4}, torch.device("cpu"), True, D.DeviceViews(32), seed=5)

@@ -14,7 +14,7 @@ import torch
 import tvdim.methods.contrastive as contrastive
 from tvdim.config import load_config
 from tvdim.methods import build_method, uses_text
-from tvdim.train import distributed as dist_utils
+from tvdim import distributed as dist_utils
 
 TINY = ["model.ndf=8", "model.n_rkhs=32", "model.n_depth=1", "model.channels_last=false", "text.dim=16",
         "text.layers=1", "text.heads=2", "text.max_len=16", "text.dropout=0.0", "train.device=cpu"]

@@ -13,6 +13,7 @@ from tvdim.api import load_method
 from tvdim.config import DataConfig, EvalConfig, load_config
 from tvdim.errors import DataError
 from tvdim.eval import evaluate as ev
+from tvdim.eval import probes
 from tvdim.eval.features import FeatureSet
 from tvdim.train.trainer import pretrain
 
@@ -82,8 +83,8 @@ def test_no_common_task_is_a_data_error(loaded, fake_features):
 def test_probe_settings_reach_the_probes(loaded, fake_features, monkeypatch):
     fake_features.update(eval_train=feature_set({"a": TRAIN["a"]}), test=feature_set({"a": TEST["a"]}, seed=1))
     calls = []
-    monkeypatch.setattr(ev, "train_probe", lambda *a: calls.append(a) or torch.nn.Linear(32, 3))
-    monkeypatch.setattr(ev, "knn_accuracy", lambda *a: calls.append(a) or 0.5)
+    monkeypatch.setattr(probes, "train_probe", lambda *a: calls.append(a) or torch.nn.Linear(32, 3))
+    monkeypatch.setattr(probes, "knn_accuracy", lambda *a: calls.append(a) or 0.5)
     settings = ecfg(linear_epochs=3, mlp_epochs=4, probe_batch=5, probe_lr=0.02, knn_k=7)
     for kw, seed in (({}, 0), ({"seed": 6}, 6)):
         calls.clear()

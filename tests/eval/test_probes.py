@@ -122,7 +122,7 @@ def _protocol_by_hand(kind, x, y, n_classes, epochs, batch_size, lr, seed):
     """The probe protocol written out: seeded init; Adam(lr, weight decay 1e-6) with a cosine schedule over the
     epochs; each epoch one shuffled pass in minibatches; MLP batches of one row are skipped (BatchNorm)."""
     from tvdim.losses import classifier_loss
-    from tvdim.methods.supervised import mlp_head
+    from tvdim.models.heads import mlp_head
 
     keep = y >= 0
     x, y = x[keep], y[keep]

@@ -238,7 +238,7 @@ def test_loss_is_objective_plus_probe_losses(name, tok):
 
 def test_pad_tokens_pads_to_the_common_length_when_distributed(monkeypatch):
     from tvdim.methods import contrastive
-    from tvdim.train.distributed import DistInfo
+    from tvdim.distributed import DistInfo
 
     tokens, mask = torch.randn(2, 3, 4), torch.tensor([[True, True, False], [True, True, True]])
     assert contrastive._pad_tokens(tokens, mask, 5)[0] is tokens  # one process: nothing to do
@@ -254,7 +254,7 @@ def test_pad_tokens_pads_to_the_common_length_when_distributed(monkeypatch):
 
 
 def test_mlp_head_is_amdims():
-    from tvdim.methods.supervised import mlp_head
+    from tvdim.models.heads import mlp_head
 
     head = mlp_head(16, 5)
     kinds = [type(m).__name__ for m in head]

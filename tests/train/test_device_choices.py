@@ -8,7 +8,7 @@ import torch
 
 import tvdim.train.device as device_mod
 from tvdim.train.device import resolve_augment, resolve_compile, resolve_workers
-from tvdim.train.distributed import local_world_size
+from tvdim.distributed import local_world_size
 
 CPU, CUDA = torch.device("cpu"), torch.device("cuda", 0)  # a device object only: no GPU needed
 

@@ -21,18 +21,18 @@ splits: ``train``/``eval_train`` select ``train`` + ``restval``, ``test`` select
 from __future__ import annotations
 
 from itertools import islice
+from pathlib import Path
 from typing import Any, Iterator
 
 from torch.utils.data import IterableDataset
 
 from ..config import DataConfig
 from ..errors import ConfigError, DataError
-from .classes import file_class_count
+from .class_file import CLASSES_FILE, read_class_names
+from .formats.registry import FORMATS, Build, file_formats
 from .quality import SkipTracker, filter_bad
 from .sample import Sample
 
-FORMATS = ("synthetic", "csv", "tsv", "jsonl", "coco", "karpathy", "wds", "imagefolder", "cifar10", "cifar100",
-           "stl10")
 SPLITS = ("train", "eval_train", "test", "val")
 
 
@@ -53,7 +53,7 @@ def split_path(cfg: DataConfig, split: str) -> str:
         path = cfg.eval_test_path or cfg.path
     elif split == "test":
         path = cfg.eval_test_path
-        if not path and cfg.format in ("cifar10", "cifar100", "stl10"):
+        if not path and FORMATS[cfg.format].test_from_path:
             path = cfg.path
     else:
         raise ConfigError(f"split '{split}' only exists for data.format=karpathy")
@@ -75,58 +75,13 @@ def build_source(cfg: DataConfig, split: str = "train", image_size: int | None =
             image-only method (amdim, supervised) passes False so such images are still used.
     """
     _check(cfg, split)
-    if cfg.format == "synthetic":
-        from .synthetic import build_synthetic
-
-        return build_synthetic(cfg, split, image_size)
+    if cfg.format == "synthetic":  # generated: no path, no classes.json
+        return FORMATS["synthetic"].build(Build(cfg, split, "", image_size, False, 0))
     path = split_path(cfg, split)
-    train = split == "train"
-    need_text = train if require_text is None else require_text
+    need_text = split == "train" if require_text is None else require_text
     common = {"max_pixels": cfg.max_image_pixels, "draft_size": image_size}
     n_classes = file_class_count(cfg, split)  # labels outside classes.json become counted bad samples
-    if cfg.format in ("csv", "tsv", "jsonl"):
-        from .formats.table import TableDataset
-
-        return _checked(TableDataset(path, cfg.format, cfg.root, cfg.image_key, cfg.caption_key, cfg.label_key,
-                                     cfg.separator, require_caption=need_text, num_classes=n_classes, **common))
-    if cfg.format == "coco":
-        from .formats.coco import CocoCaptions
-
-        return _checked(_with_classes(CocoCaptions(path, cfg.root, require_caption=need_text, **common), n_classes))
-    if cfg.format == "karpathy":
-        from .formats.coco import KarpathyCaptions
-
-        ksplit = {"train": "train", "eval_train": "train"}.get(split, split)
-        return _checked(_with_classes(KarpathyCaptions(path, ksplit, cfg.root, require_caption=need_text, **common),
-                                      n_classes))
-    if cfg.format == "wds":
-        from .formats.wds import WdsDecoder, WdsStream
-        from .formats.wds_eval import WdsIndexed
-
-        dec = WdsDecoder(cfg.text_key, cfg.label_ext, require_text=need_text, max_pixels=cfg.max_image_pixels,
-                         draft_size=image_size, num_classes=n_classes)
-        if train:
-            return WdsStream(path, dec, shuffle=cfg.shuffle_buffer > 0, shuffle_buffer=cfg.shuffle_buffer,
-                             resampled=cfg.resampled, num_samples=cfg.num_samples)
-        return WdsIndexed(path, dec)
-    if cfg.format == "imagefolder":
-        from .formats.labelled import ImageFolderSet
-
-        return ImageFolderSet(path, **common)
-    from .formats.labelled import torchvision_set
-
-    return torchvision_set(cfg.format, path, "test" if split == "test" else "train", download=download)
-
-
-def _with_classes(ds: Any, n_classes: int) -> Any:
-    ds.num_classes = n_classes
-    return ds
-
-
-def _checked(ds: Any) -> Any:
-    """A reader of image paths after checking its image folder holds the images (see ``check_images``)."""
-    ds.check_images()
-    return ds
+    return FORMATS[cfg.format].build(Build(cfg, split, path, image_size, need_text, n_classes, download, common))
 
 
 def iter_samples(cfg: DataConfig, split: str = "train", image_size: int | None = None,
@@ -209,4 +164,27 @@ def num_samples(cfg: DataConfig, split: str = "train") -> int:
         raise DataError(f"cannot count samples of data.format={cfg.format} split {split}: {exc}") from exc
 
 
-__all__ = ["build_source", "iter_samples", "caption_corpus", "num_samples", "split_path", "FORMATS", "SPLITS"]
+def classes_file(data: DataConfig, split: str) -> Path | None:
+    """The ``classes.json`` beside ``split``'s files (the first shard's folder for WebDataset), if it exists."""
+    if data.format not in file_formats():
+        return None
+    from .formats.wds import expand_urls, is_remote
+
+    try:
+        path = split_path(data, split)
+    except ConfigError:
+        return None
+    first = expand_urls(path)[0] if data.format == "wds" else path
+    if is_remote(first):
+        return None
+    found = Path(first).parent / CLASSES_FILE
+    return found if found.is_file() else None
+
+
+def file_class_count(data: DataConfig, split: str) -> int:
+    """Number of names in ``split``'s ``classes.json`` (0 when there is none): the labels readers accept."""
+    found = classes_file(data, split)
+    return len(read_class_names(found)) if found is not None else 0
+
+
+__all__ = ["classes_file", "file_class_count", "build_source", "iter_samples", "caption_corpus", "num_samples", "split_path", "FORMATS", "SPLITS"]

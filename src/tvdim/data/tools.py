@@ -37,7 +37,7 @@ def guess_format(path: str) -> str:
     return "csv"
 
 
-def _cfg(args: argparse.Namespace) -> DataConfig:
+def data_config(args: argparse.Namespace) -> DataConfig:
     fmt = args.format or guess_format(args.path)
     cfg = DataConfig(format=fmt, path=args.path, root=args.root, image_key=args.image_key,
                      caption_key=args.caption_key, label_key=args.label_key, separator=args.separator,
@@ -116,7 +116,7 @@ def _print_report(r: dict[str, Any]) -> None:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
-    report = inspect_data(_cfg(args), args.split, args.limit)
+    report = inspect_data(data_config(args), args.split, args.limit)
     if args.json:
         print(json.dumps(report, indent=1))
     else:
@@ -130,7 +130,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 def cmd_convert(args: argparse.Namespace) -> int:
     from .formats.convert import to_wds, wds_export
 
-    cfg = _cfg(args)
+    cfg = data_config(args)
     if args.to == "wds":
         if cfg.format == "wds":
             raise TvdimError("source is already WebDataset; use --to csv or --to coco")
@@ -153,7 +153,7 @@ def cmd_corrupt(args: argparse.Namespace) -> int:
     return 0
 
 
-def _guard(fn: Any) -> Any:
+def guard(fn: Any) -> Any:
     def run(args: argparse.Namespace) -> int:
         try:
             return fn(args)
@@ -163,7 +163,7 @@ def _guard(fn: Any) -> Any:
     return run
 
 
-def _source_args(p: argparse.ArgumentParser) -> None:
+def source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("path", help="table / JSON file, shard pattern (brace notation) or folder")
     p.add_argument("--format", default="", help="csv|tsv|jsonl|coco|karpathy|wds|imagefolder|folder|cifar10|... "
                    "(default: guessed from the path)")
@@ -176,34 +176,32 @@ def _source_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--split", default="train", help="train | eval_train | test | val (karpathy)")
 
 
-def add_data_commands(subparsers: Any) -> argparse.ArgumentParser:
-    """Register ``data {inspect,convert,corrupt-captions}``; handlers are stored as ``func`` (return int)."""
+def add_data_commands(subparsers: Any) -> Any:
+    """Register ``data {inspect,convert,corrupt-captions}``; handlers are stored as ``func`` (return int).
+    Returns the ``data`` sub-command group, to which applications above this layer add theirs (score-pairs)."""
     data = subparsers.add_parser("data", help="inspect, convert or corrupt datasets")
     sub = data.add_subparsers(dest="data_command", required=True)
     p = sub.add_parser("inspect", help="counts, caption / image size distributions, unreadable files")
-    _source_args(p)
+    source_args(p)
     p.add_argument("--limit", type=int, default=0, help="stop after this many items (0 = all)")
     p.add_argument("--json", action="store_true", help="print the report as JSON")
-    p.set_defaults(func=_guard(cmd_inspect))
+    p.set_defaults(func=guard(cmd_inspect))
     p = sub.add_parser("convert", help="to WebDataset shards, or WebDataset to CSV / COCO")
-    _source_args(p)
+    source_args(p)
     p.add_argument("--out", required=True, help="output folder")
     p.add_argument("--to", default="wds", choices=("wds", "csv", "coco"))
     p.add_argument("--prefix", default="data")
     p.add_argument("--per-shard", type=int, default=1000)
-    p.set_defaults(func=_guard(cmd_convert))
+    p.set_defaults(func=guard(cmd_convert))
     p = sub.add_parser("corrupt-captions", help="copy of a dataset with noisy captions (seeded)")
-    _source_args(p)
+    source_args(p)
     p.add_argument("--out", required=True, help="output folder (wds) or file (tables); never the input")
     p.add_argument("--mode", default="swap", choices=("swap", "shuffle-words", "drop"))
     p.add_argument("--p", type=float, default=0.2, help="rate at which samples are corrupted")
     p.add_argument("--seed", type=int, default=0)
-    p.set_defaults(func=_guard(cmd_corrupt))
-    from .audit import add_score_pairs
-
-    add_score_pairs(sub, _source_args, _guard)
-    return data
+    p.set_defaults(func=guard(cmd_corrupt))
+    return sub
 
 
 __all__ = ["add_data_commands", "inspect_data", "guess_format", "open_source", "cmd_inspect", "cmd_convert",
-           "cmd_corrupt"]
+           "cmd_corrupt", "data_config", "source_args", "guard"]

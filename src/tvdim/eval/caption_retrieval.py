@@ -18,6 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from ..loading import embed_texts
+
 
 def multi_caption_recall(img: torch.Tensor, txt: torch.Tensor, owner: torch.Tensor,
                          ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
@@ -58,8 +60,6 @@ def caption_retrieval(text_encoder: Any, tokenizer: Any, feats: torch.Tensor, ca
 
     Embeds every caption of those images. Returns None when fewer than ``min_images`` images have a caption.
     """
-    from ..api import embed_texts
-
     keep = [i for i, caps in enumerate(captions) if any(c.strip() for c in caps)][:max_images]
     if len(keep) < max(1, min_images):
         return None

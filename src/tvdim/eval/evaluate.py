@@ -9,15 +9,16 @@ from typing import Any
 
 import torch
 
-from ..api import Loaded, load_method
 from ..config import DataConfig, EvalConfig
 from ..data.eval_image import eval_source
 from ..errors import DataError
+from ..loading import Loaded, load_method
+from ..method_spec import text_methods
 from ..train.device import resolve_workers
 from . import logistic
 from .caption_retrieval import caption_retrieval
 from .features import FeatureSet, extract_features
-from .probes import accuracy, few_shot_accuracy, knn_accuracy, train_probe
+from .probe_registry import ProbeTask, run_probes
 from .zeroshot import class_names, zeroshot_scores
 
 log = logging.getLogger("tvdim.eval")
@@ -70,17 +71,7 @@ def evaluate(checkpoint: str | Path | Loaded, data: DataConfig | None = None, ec
                    "predict them, so their accuracy counts these images as errors")
             log.warning("%s", msg)
             results.setdefault("warnings", []).append(msg)
-        for kind, epochs in (("linear", ecfg.linear_epochs), ("mlp", ecfg.mlp_epochs)):
-            head = train_probe(kind, tr.feats, ytr, n_classes, epochs, ecfg.probe_batch, ecfg.probe_lr, seed)
-            row[kind] = accuracy(head, te.feats, yte)
-        row["knn"] = knn_accuracy(tr.feats, ytr, te.feats, yte, ecfg.knn_k)
-        if ecfg.few_shot > 0:  # a full-label probe can hide representation differences
-            row[f"linear_{ecfg.few_shot}shot"] = few_shot_accuracy(
-                tr.feats, ytr, te.feats, yte, n_classes, ecfg.few_shot, ecfg.few_shot_draws, ecfg.few_shot_epochs,
-                ecfg.probe_lr, seed)
-        if use_logreg:
-            lr = logistic.logistic_probe(tr.feats, ytr, te.feats, yte, ecfg.logreg_cs, ecfg.logreg_val_fraction, seed)
-            row.update(logreg=lr["accuracy"], logreg_balanced=lr["balanced_accuracy"], logreg_C=lr["C"])
+        row.update(run_probes(ProbeTask(tr.feats, ytr, te.feats, yte, n_classes, ecfg, seed, use_logreg)))
         results["tasks"][task] = row
     if text is not None and ecfg.zeroshot_templates:
         add_zeroshot(results["tasks"], text, te, class_names(te_src, data, "test"), ecfg.zeroshot_templates)
@@ -131,7 +122,7 @@ def nothing_to_evaluate(method: str, te: FeatureSet, has_text: bool) -> str:
     if n_cap == 0:
         why.append("it has no captions for retrieval")
     elif not has_text:
-        why.append(f"method '{method}' has no text encoder for retrieval (use a tvdim, tvdim-nce or clip checkpoint)")
+        why.append(f"method '{method}' has no text encoder for retrieval (use a {text_methods()} checkpoint)")
     else:
         why.append(f"retrieval needs at least 10 captioned test images, found {n_cap}")
     return "; ".join(why)

@@ -5,15 +5,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import torch
-from torch.utils.data import DataLoader
-
-from torch.utils.data import Dataset
+from torch.utils.data import DataLoader, Dataset
 
 from ..data.eval_image import EvalImage
 from ..data.quality import SkipTracker
 from ..data.sample import BadSample
 from ..errors import DataError
-from ..models.encoder import AmdimEncoder
+from ..models.backbones import ImageEncoder
 
 
 @dataclass
@@ -53,7 +51,7 @@ def _collate(items: list) -> list:
 
 
 @torch.no_grad()
-def extract_features(encoder: AmdimEncoder, source: Any, image_size: int, batch_size: int = 256,
+def extract_features(encoder: ImageEncoder, source: Any, image_size: int, batch_size: int = 256,
                      device: torch.device | str = "cpu", workers: int = 0, max_bad_fraction: float = 0.05,
                      name: str = "") -> FeatureSet:
     """r1 features of every usable sample of a map-style ``source``, in order (the whole set is scored)."""

@@ -46,7 +46,6 @@ def _fit(x: np.ndarray, y: np.ndarray, c: float, seed: int) -> Any:
     from sklearn.linear_model import LogisticRegression
     from sklearn.pipeline import make_pipeline
     from sklearn.preprocessing import StandardScaler
-
     from threadpoolctl import threadpool_limits  # a dependency of scikit-learn
 
     model = make_pipeline(StandardScaler(), LogisticRegression(C=c, max_iter=1000, random_state=seed))

@@ -6,7 +6,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..losses import classifier_loss
-from ..methods.supervised import mlp_head
+from ..models.heads import mlp_head
 
 
 def train_probe(kind: str, x_train: torch.Tensor, y_train: torch.Tensor, n_classes: int, epochs: int = 30,

@@ -18,7 +18,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..data.classes import FILE_FORMATS, class_names  # noqa: F401 - one discovery, shared with training
+from ..data.classes import class_names  # noqa: F401 - one discovery, shared with training
+from ..loading import embed_texts
 from .metrics import accuracy_scores
 
 
@@ -32,8 +33,6 @@ def readable(name: str) -> str:
 def class_embeddings(text_encoder: Any, tokenizer: Any, names: Sequence[str],
                      templates: Sequence[str]) -> torch.Tensor:
     """``[C, D]`` unit vectors: per class, the normalised mean of its normalised prompt embeddings."""
-    from ..api import embed_texts
-
     if not names or not templates:
         raise ValueError("need at least one class name and one template")
     prompts = [t.format(readable(n)) for n in names for t in templates]

@@ -1,4 +1,4 @@
-"""Method registry: ``build_method(cfg, tasks, vocab_size)``."""
+"""Method registry, built from the spec table of :mod:`tvdim.method_spec`: ``build_method(cfg, tasks, vocab_size)``."""
 from __future__ import annotations
 
 from functools import partial
@@ -6,29 +6,33 @@ from typing import Callable
 
 from ..config import Config
 from ..errors import ConfigError
+from ..method_spec import METHOD_SPECS
 from .base import Method, StepOutput
 from .contrastive import ContrastiveMethod
 from .supervised import SupervisedMethod
 
-_TERMS = {"amdim": (True, "none"), "tvdim": (True, "rank"), "tvdim-nce": (True, "nce"), "clip": (False, "nce"),
-          "random": (True, "none")}  # 'random' is never trained: the AMDIM encoder at initialisation
+def method_class(name: str) -> Callable[..., Method]:
+    """The constructor of a method of the spec table (method_spec.py): the supervised one, or the contrastive one
+    with its terms ('random' is never trained: the encoder at initialisation)."""
+    spec = METHOD_SPECS[name]
+    if spec.supervised:
+        return SupervisedMethod
+    return partial(ContrastiveMethod, name=name, intra=spec.intra == "amdim", inter=spec.inter)
 
-REGISTRY: dict[str, Callable[..., Method]] = {
-    name: partial(ContrastiveMethod, name=name, intra=intra, inter=inter) for name, (intra, inter) in _TERMS.items()
-}
-REGISTRY["supervised"] = SupervisedMethod
+
+REGISTRY: dict[str, Callable[..., Method]] = {name: method_class(name) for name in METHOD_SPECS}
 
 
 def uses_text(name: str) -> bool:
-    return _TERMS.get(name, (True, "none"))[1] != "none"
+    return name in METHOD_SPECS and METHOD_SPECS[name].needs_text
 
 
 def build_method(cfg: Config, tasks: dict[str, int] | None = None, vocab_size: int | None = None) -> Method:
     """Instantiate ``cfg.train.method``; ``tasks`` = label name -> class count for the online probes."""
     name = cfg.train.method
-    if name not in REGISTRY:
-        raise ConfigError(f"unknown method '{name}'; valid methods: {', '.join(REGISTRY)}")
-    return REGISTRY[name](cfg, tasks or {}, vocab_size)
+    if name not in METHOD_SPECS:
+        raise ConfigError(f"unknown method '{name}'; valid methods: {', '.join(METHOD_SPECS)}")
+    return method_class(name)(cfg, tasks or {}, vocab_size)
 
 
-__all__ = ["Method", "StepOutput", "build_method", "uses_text", "REGISTRY"]
+__all__ = ["Method", "StepOutput", "build_method", "method_class", "uses_text", "REGISTRY"]

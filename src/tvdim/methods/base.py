@@ -13,10 +13,10 @@ from torch import nn
 from ..config import Config
 from ..errors import ConfigError
 from ..losses import classifier_loss
-from ..models.encoder import AmdimEncoder
+from ..models.backbones import build_image_encoder
 from ..models.hf_text import PretrainedTextEncoder
 from ..models.text import TextEncoder
-from ..train.distributed import global_mean_share
+from ..distributed import global_mean_share
 
 
 @dataclass
@@ -60,7 +60,7 @@ class Method(nn.Module):
         super().__init__()
         m = cfg.model
         self.cfg = cfg
-        self.image_encoder = AmdimEncoder(m.image_size, m.ndf, m.n_rkhs, m.n_depth, m.use_bn)
+        self.image_encoder = build_image_encoder(m)
         self.text_encoder: TextEncoder | PretrainedTextEncoder | None = None
         if self.uses_text:
             self.text_encoder = build_text_encoder(cfg, vocab_size, self.name)

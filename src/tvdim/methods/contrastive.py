@@ -7,13 +7,15 @@ Negatives always come from the global batch: features are gathered across ranks 
 """
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import torch
 
-from ..config import Config
-from ..losses import (amdim_nce, info_nce_rows, random_locations, rank_pvalues, ranking_loss_rows,
-                      weighted_row_mean)
+from ..config import Config, LossConfig
+from ..distributed import current, gather_no_grad, gather_with_grad, global_mean_share
+from ..errors import ConfigError
+from ..losses import amdim_nce, info_nce_rows, random_locations, rank_pvalues, ranking_loss_rows, weighted_row_mean
 from ..losses.scores import global_local_scores
-from ..train.distributed import current, gather_no_grad, gather_with_grad, global_mean_share
 from .base import Method, StepOutput
 from .pair_weights import PairWeighting
 
@@ -27,9 +29,26 @@ def _pad_tokens(tokens: torch.Tensor, mask: torch.Tensor, length: int) -> tuple[
     return torch.nn.functional.pad(tokens, (0, 0, 0, pad)), torch.nn.functional.pad(mask, (0, pad))
 
 
+def _rank_rows(s_i2t: torch.Tensor, s_t2i: torch.Tensor, offset: int, valid_all: torch.Tensor,
+               lc: LossConfig) -> torch.Tensor:
+    return ranking_loss_rows(s_i2t, s_t2i, offset, lc.margin, lc.hinge, valid_all, lc.gamma)
+
+
+def _nce_rows(s_i2t: torch.Tensor, s_t2i: torch.Tensor, offset: int, valid_all: torch.Tensor,
+              lc: LossConfig) -> torch.Tensor:
+    return info_nce_rows(s_i2t / lc.temperature, s_t2i / lc.temperature, offset, valid_all)
+
+
+# image-text terms by name (method_spec.INTER_TERMS): scores ``[B, N]`` both ways -> per-pair loss ``[B]``
+INTER_ROWS: dict[str, Callable[[torch.Tensor, torch.Tensor, int, torch.Tensor, LossConfig], torch.Tensor]] = {
+    "rank": _rank_rows, "nce": _nce_rows}
+
+
 class ContrastiveMethod(Method):
     def __init__(self, cfg: Config, tasks: dict[str, int], vocab_size: int | None = None, *, name: str,
                  intra: bool, inter: str) -> None:
+        if inter != "none" and inter not in INTER_ROWS:
+            raise ConfigError(f"method '{name}': unknown image-text term '{inter}'; known: {', '.join(INTER_ROWS)}")
         self.name, self.intra, self.inter = name, intra, inter
         self.uses_text = inter != "none"
         # r5 heads serve only the intra term; text token heads (and r7 heads without intra) only the local terms
@@ -57,10 +76,7 @@ class ContrastiveMethod(Method):
     def _inter_rows(self, s_i2t: torch.Tensor, s_t2i: torch.Tensor, offset: int,
                     valid_all: torch.Tensor) -> torch.Tensor:
         """Per-pair image-text loss ``[B]`` from scores ``[B, N]`` (ranking or InfoNCE form)."""
-        lc = self.cfg.loss
-        if self.inter == "rank":
-            return ranking_loss_rows(s_i2t, s_t2i, offset, lc.margin, lc.hinge, valid_all, lc.gamma)
-        return info_nce_rows(s_i2t / lc.temperature, s_t2i / lc.temperature, offset, valid_all)
+        return INTER_ROWS[self.inter](s_i2t, s_t2i, offset, valid_all, self.cfg.loss)
 
     def _pair_weights(self, rows: list[torch.Tensor], valid_all: torch.Tensor, offset: int,
                       s_i2t: list[torch.Tensor]) -> torch.Tensor | None:

@@ -1,19 +1,12 @@
 """Supervised upper bound: the same encoder trained with labels (AMDIM's MLP classifier on r1 of view 1)."""
 from __future__ import annotations
 
-from torch import nn
-
 from ..config import Config
+from ..distributed import global_mean_share
 from ..errors import ConfigError, DataError
 from ..losses import classifier_loss
-from ..train.distributed import global_mean_share
+from ..models.heads import mlp_head
 from .base import Method, StepOutput
-
-
-def mlp_head(n_in: int, n_classes: int, hidden: int = 1024, dropout: float = 0.2) -> nn.Sequential:
-    """AMDIM's MLP classifier: dropout -> Linear -> BN -> ReLU -> dropout -> Linear."""
-    return nn.Sequential(nn.Dropout(dropout), nn.Linear(n_in, hidden), nn.BatchNorm1d(hidden), nn.ReLU(inplace=True),
-                         nn.Dropout(dropout), nn.Linear(hidden, n_classes))
 
 
 class SupervisedMethod(Method):

@@ -1,26 +1,17 @@
 """AMDIM image encoder for 32, 64 and 128 px inputs, returning global (r1) and local (r5, r7) features."""
 from __future__ import annotations
 
-from typing import NamedTuple
-
 import torch
 from torch import nn
 
 from ..errors import ConfigError
 from .blocks import ConvBNReLU, ConvResBlock, ConvResNxN, FakeRKHSConvNet, maybe_bn
+from .image_encoder import EncoderOutput, ImageEncoder
 
 SIZES = (32, 64, 128)
 
 
-class EncoderOutput(NamedTuple):
-    """``r1``: ``[B, n_rkhs]`` global; ``r5``: ``[B, n_rkhs, 5, 5]``; ``r7``: ``[B, n_rkhs, 7, 7]``."""
-
-    r1: torch.Tensor
-    r5: torch.Tensor
-    r7: torch.Tensor
-
-
-class AmdimEncoder(nn.Module):
+class AmdimEncoder(ImageEncoder):
     """The AMDIM encoder (see METHOD.md, "Image encoder").
 
     Args:
@@ -62,8 +53,3 @@ class AmdimEncoder(nn.Module):
         h5 = self.to5(h7)
         r1 = self.to1(h5).flatten(1)
         return EncoderOutput(r1, self.rkhs5(h5), self.rkhs7(h7))
-
-    @torch.no_grad()
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        """Global feature r1 ``[B, n_rkhs]`` (the representation used for evaluation)."""
-        return self.forward(x).r1

@@ -4,36 +4,33 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
-import signal
 import time
-from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
-from torch.utils.data import DataLoader, IterableDataset
 from tqdm import tqdm
 
+from .. import distributed as dist_utils
 from ..config import Config, DataConfig, to_plain
 from ..data.classes import label_tasks
-from ..data.pipeline import (Collator, PretrainDataset, ResumableSampler, StreamingPretrainDataset, batches,
-                             next_batch)
-from ..data.quality import SkipTracker
-from ..data.sources import build_source, caption_corpus
-from ..errors import CheckpointError, ConfigError, DataError, NonFiniteLossError, TvdimError
-from ..methods import Method, build_method, uses_text
-from ..models.tokenizer import CaptionTokenizer
-from . import distributed as dist_utils
-from .checkpoint import (FOR_RESUME, load_checkpoint, nonfinite_tensors, resolve_resume, rng_state, save_checkpoint,
-                         set_rng_state)
 from ..data.device_aug import DeviceViews, step_seed
-from .device import (autocast, configure_backends, resolve_augment, resolve_compile, resolve_device, resolve_precision,
-                     resolve_workers)
+from ..data.pipeline import batches, next_batch
+from ..data.quality import SkipTracker
+from ..data.sources import build_source
+from ..errors import CheckpointError, ConfigError, NonFiniteLossError, TvdimError
+from ..methods import build_method, uses_text
+from .checkpoint import FOR_RESUME, load_checkpoint, nonfinite_tensors, resolve_resume, rng_state, save_checkpoint, set_rng_state
+from .compiled import CompiledStep
+from .device import autocast, configure_backends, resolve_augment, resolve_compile, resolve_device, resolve_precision, resolve_workers
+from .loader import build_tokenizer, make_loader, to_device
+from .optim import build_optimizer, optimizer_step
 from .rundir import RunLock, prepare_run_dir, resume_changes
 from .runlog import STEPS, RunLogger, close_logging, setup_logging
 from .schedule import build_scheduler, lr_factor
+from .signals import StopFlag, StopWaiting, ignore_stop_signals  # noqa: F401 (ignore_stop_signals: re-exported)
 
 log = logging.getLogger("tvdim.train")
 steps_log = logging.getLogger(STEPS)
@@ -53,173 +50,6 @@ def source_tasks(source: Any, data: DataConfig | None = None) -> dict[str, list[
     carries (tables with ``data.label_key``, COCO / Karpathy labels, ``.cls`` members of shards). Empty when the
     data has no label (the online probes are then off)."""
     return label_tasks(source, data, "train")
-
-
-def build_tokenizer(cfg: Config, dinfo: dist_utils.DistInfo, out_dir: Path,
-                    saved: str | None = None) -> CaptionTokenizer:
-    """The checkpoint's tokenizer, the pretrained text tower's, a given tokenizer file, or one trained on the
-    training captions (rank 0)."""
-    if saved:
-        return CaptionTokenizer.from_json(saved, cfg.text.max_len)
-    if cfg.text.pretrained:
-        from ..models.hf_text import hf_tokenizer
-
-        return hf_tokenizer(cfg.text.pretrained, cfg.text.max_len)
-    if cfg.text.tokenizer_path:
-        return CaptionTokenizer.from_file(cfg.text.tokenizer_path, cfg.text.max_len)
-    path = out_dir / "tokenizer.json"
-    if dinfo.is_main:
-        CaptionTokenizer.train(caption_corpus(cfg.data), cfg.text.vocab_size, cfg.text.max_len).save(path)
-    dist_utils.barrier()
-    return CaptionTokenizer.from_file(path, cfg.text.max_len)
-
-
-def make_loader(cfg: Config, source: Any, tokenizer: CaptionTokenizer | None, tasks: list[str], start_step: int,
-                dinfo: dist_utils.DistInfo, pin: bool, workers: int = 0, augment: str = "cpu") -> DataLoader:
-    """The training batches: ``workers`` loader processes (pinned memory when ``pin``); ``augment="device"``
-    leaves the views to :class:`~tvdim.data.device_aug.DeviceViews` (the batches carry uint8 ``images``)."""
-    size, bs = cfg.model.image_size, cfg.train.batch_size
-    if not isinstance(source, IterableDataset):
-        if len(source) == 0:
-            raise DataError(f"the training data is empty (data.format={cfg.data.format}, data.path={cfg.data.path!r})")
-        ds = PretrainDataset(source, size, cfg.train.seed, cfg.data.paired_fraction, augment)
-        sampler = ResumableSampler(len(ds), bs, cfg.train.seed, dinfo.rank, dinfo.world_size, start_step)
-        extra: dict[str, Any] = {"sampler": sampler}
-    else:  # streaming (WebDataset): ranks / workers split shards inside the source
-        ds = StreamingPretrainDataset(source, size, cfg.train.seed + start_step, cfg.data.paired_fraction,
-                                      cfg.data.max_bad_fraction, augment)
-        extra = {}
-    # A private generator: creating the iterator must not draw from the global RNG (exact resume).
-    gen = torch.Generator().manual_seed(cfg.train.seed * 1_000_003 + start_step)
-    return DataLoader(ds, batch_size=bs, num_workers=workers, collate_fn=Collator(tokenizer, tasks), pin_memory=pin,
-                      persistent_workers=workers > 0, prefetch_factor=4 if workers > 0 else None, drop_last=True,
-                      generator=gen, worker_init_fn=ignore_stop_signals, **extra)
-
-
-def ignore_stop_signals(worker_id: int) -> None:
-    """DataLoader workers leave SIGTERM / SIGUSR1 to the main process, which checkpoints before they stop."""
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
-    if hasattr(signal, "SIGUSR1"):
-        signal.signal(signal.SIGUSR1, signal.SIG_IGN)
-
-
-class _StopWaiting(BaseException):
-    """A stop signal arrived while the loop was waiting for data (BaseException: no data code swallows it)."""
-
-
-class _StopFlag:
-    """Set by SIGTERM / SIGUSR1 (preemption): the loop checkpoints and exits at the next step boundary, or at
-    once while it waits for data (:meth:`waiting`)."""
-
-    def __init__(self) -> None:
-        self.signum: int | None = None
-        self._old: dict[int, Any] = {}
-        self._interrupt = False
-
-    def __enter__(self) -> "_StopFlag":
-        for sig in (signal.SIGTERM, getattr(signal, "SIGUSR1", None)):
-            if sig is not None:
-                try:
-                    self._old[sig] = signal.signal(sig, self._handle)
-                except ValueError:  # not the main thread
-                    pass
-        return self
-
-    def _handle(self, signum: int, frame: Any) -> None:
-        self.signum = signum
-        if self._interrupt:
-            self._interrupt = False
-            raise _StopWaiting()
-
-    @contextmanager
-    def waiting(self, enabled: bool = True) -> Iterator[None]:
-        """While waiting for data a signal raises :class:`_StopWaiting` (one process only: ranks must agree)."""
-        self._interrupt = enabled
-        try:
-            if enabled and self.signum is not None:
-                raise _StopWaiting()
-            yield
-        finally:
-            self._interrupt = False
-
-    def requested(self, world_size: int, device: torch.device) -> bool:
-        """True when any rank got a signal (all ranks agree, so they checkpoint at the same step)."""
-        if world_size == 1:
-            return self.signum is not None
-        flag = torch.tensor([float(self.signum is not None)], device=device)
-        torch.distributed.all_reduce(flag, op=torch.distributed.ReduceOp.MAX)
-        return bool(flag.item())
-
-    def __exit__(self, *exc: Any) -> None:
-        for sig, old in self._old.items():
-            signal.signal(sig, old)
-
-
-def _to_device(batch: dict, device: torch.device, channels_last: bool, views: DeviceViews | None = None,
-               seed: int = 0) -> dict:
-    """The batch on ``device`` (non-blocking copies from pinned memory); uint8 ``images`` become the two views
-    ``x1`` / ``x2`` there (``views``, parameters drawn from ``seed``)."""
-    out: dict[str, Any] = {}
-    for k, v in batch.items():
-        if isinstance(v, torch.Tensor):
-            v = v.to(device, non_blocking=True)
-        elif isinstance(v, dict):
-            v = {kk: vv.to(device, non_blocking=True) for kk, vv in v.items()}
-        out[k] = v
-    if "images" in out:
-        if views is None:
-            raise ValueError("a batch of base images needs the device views (data.augment=device)")
-        out["x1"], out["x2"] = views(out.pop("images"), seed)
-    for k in ("x1", "x2"):
-        if channels_last and k in out:
-            out[k] = out[k].contiguous(memory_format=torch.channels_last)
-    return out
-
-
-class _CompiledStep:
-    """``torch.compile(model)`` that falls back to eager (with one log line) when compiling fails at the first
-    call; a failure after that is the model's own and propagates."""
-
-    def __init__(self, model: Any) -> None:
-        self.eager, self.compiled, self.checked = model, torch.compile(model), False
-
-    def __call__(self, batch: dict) -> Any:
-        if self.checked:
-            return self.compiled(batch)
-        try:
-            out = self.compiled(batch)
-        except TvdimError:
-            raise
-        except Exception as exc:  # noqa: BLE001 (inductor / dynamo / a missing compiler: many kinds)
-            log.warning("torch.compile failed (%s: %s); training continues without it (train.compile=off "
-                        "skips the attempt)", type(exc).__name__, str(exc).strip().splitlines()[0][:200] if str(exc)
-                        else "")
-            self.compiled = self.eager
-            out = self.eager(batch)
-        self.checked = True
-        return out
-
-
-def build_optimizer(method: Method, cfg: Config, device: torch.device) -> torch.optim.Optimizer:
-    o = cfg.optim
-    groups = [{"params": method.encoder_parameters(), "lr": o.lr},
-              {"params": list(method.probes.parameters()), "lr": o.probe_lr}]
-    groups = [g for g in groups if g["params"]]
-    fast = {"fused": True} if device.type == "cuda" else {"foreach": True}
-    return torch.optim.Adam(groups, betas=tuple(o.betas), eps=o.eps, weight_decay=o.weight_decay, **fast)
-
-
-def optimizer_step(loss: torch.Tensor, opt: torch.optim.Optimizer, scaler: torch.amp.GradScaler,
-                   text_params: list[torch.nn.Parameter], text_grad_clip: float) -> None:
-    """Backward and one optimizer step (grad scaler for fp16; the text tower's gradient norm clipped to
-    ``text_grad_clip`` when > 0)."""
-    opt.zero_grad(set_to_none=True)
-    scaler.scale(loss).backward()
-    if text_params and text_grad_clip > 0:
-        scaler.unscale_(opt)
-        torch.nn.utils.clip_grad_norm_(text_params, text_grad_clip)
-    scaler.step(opt)
-    scaler.update()
 
 
 def pretrain(cfg: Config, resume: str | None = None, overwrite: bool = False) -> PretrainResult:
@@ -350,13 +180,13 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
         model = DDP(method, device_ids=[device.index] if device.type == "cuda" else None,
                     find_unused_parameters=not method.uses_all_parameters)
     if resolve_compile(cfg.train.compile, device):
-        model = _CompiledStep(model)
+        model = CompiledStep(model)
     augment = resolve_augment(cfg.data.augment, device, cfg.model.image_size)
     workers = resolve_workers(cfg.data.workers, device, dist_utils.local_world_size())
     views = DeviceViews(cfg.model.image_size) if augment == "device" else None
     log.info("data: %d loader worker(s)%s, views drawn %s%s", workers, " (chosen from the machine)"
              if cfg.data.workers < 0 else "", "on the device, batched" if views else "per image in the loader",
-             "; torch.compile on" if isinstance(model, _CompiledStep) else "")
+             "; torch.compile on" if isinstance(model, CompiledStep) else "")
     loader = make_loader(cfg, source, tokenizer, list(tasks), step, dinfo, device.type == "cuda", workers, augment)
     tracker = SkipTracker(cfg.data.max_bad_fraction)
     logger = RunLogger(out, enabled=dinfo.is_main, purge_step=step + 1 if state is not None else None)
@@ -365,13 +195,13 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
                desc=cfg.train.method, dynamic_ncols=True)
     stopped = False
     t_last, n_last, wait = time.perf_counter(), seen, 0.0
-    with batches(loader) as it, _StopFlag() as stop:
+    with batches(loader) as it, StopFlag() as stop:
         while step < cfg.train.steps:
             t0 = time.perf_counter()
             try:
                 with stop.waiting(dinfo.world_size == 1):
                     batch = next_batch(it)
-            except _StopWaiting:
+            except StopWaiting:
                 last_good, stopped = checkpoint(), True
                 log.warning("stop signal received while waiting for data: checkpoint written to %s at step %d; "
                             "continue with --resume latest", last_good, step)
@@ -379,7 +209,7 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
                 break
             wait += time.perf_counter() - t0
             tracker.record_batch(batch)
-            batch = _to_device(batch, device, cfg.model.channels_last, views,
+            batch = to_device(batch, device, cfg.model.channels_last, views,
                                step_seed(cfg.train.seed, step, dinfo.rank) if views else 0)
             method.train()
             with autocast(precision, device):

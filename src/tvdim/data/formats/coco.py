@@ -22,7 +22,7 @@ from typing import Any, Iterator
 from torch.utils.data import Dataset
 
 from ...errors import DataError
-from ..classes import check_label
+from ..class_file import check_label
 from ..sample import BadSample, Sample
 from .images import check_image_folder, clean_captions, count_outside_root, decode_image
 

@@ -42,8 +42,9 @@ from typing import IO, Any, Iterator
 from torch.utils.data import IterableDataset, get_worker_info
 from webdataset.shardlists import expand_urls as _wds_expand
 
+from ...distributed import current
 from ...errors import DataError
-from ..classes import check_label
+from ..class_file import check_label
 from ..sample import BadSample, Sample
 from .images import clean_captions, decode_image, decode_text
 
@@ -408,13 +409,8 @@ def check_exists(pattern: str, urls: list[str]) -> None:
 
 def dist_info() -> tuple[int, int, int, int]:
     """(rank, world_size, worker id, num_workers) from torch.distributed (when initialised) and the loader."""
-    rank, world = 0, 1
-    try:
-        import torch.distributed as dist
-        if dist.is_available() and dist.is_initialized():
-            rank, world = dist.get_rank(), dist.get_world_size()
-    except ImportError:  # pragma: no cover
-        pass
+    me = current()
+    rank, world = me.rank, me.world_size
     info = get_worker_info()
     return rank, world, (info.id if info else 0), (info.num_workers if info else 1)
 

@@ -20,7 +20,6 @@ from typing import Iterator, Union
 
 from torch.utils.data import Dataset
 
-from ...errors import DataError
 from ..sample import BadSample, Sample
 from .images import clean_captions
 from .wds import (TEXT_CHECK_N, WdsDecoder, check_exists, close_shard, expand_urls, is_remote, known_sizes, open_shard,

@@ -1,0 +1,53 @@
+"""What each method is, in one place: which intra-image and image-text terms it trains, whether it needs captions,
+its display name. Config choices, the method registry (:mod:`tvdim.methods`) and every error message that names
+methods read this table. Pure data (no torch), so the bottom layer (config) can use it.
+
+Adding an image-text loss: its per-pair function in :mod:`tvdim.losses`, one entry in
+``tvdim.methods.contrastive.INTER_ROWS``, its name in ``INTER_TERMS`` below and the presets that use it here.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+INTRA_TERMS = ("amdim", "none")  # amdim: AMDIM's multi-scale NCE between two views
+INTER_TERMS = ("rank", "nce", "none")  # rank: bidirectional ranking (margin) loss; nce: symmetric InfoNCE
+
+
+@dataclass(frozen=True)
+class MethodSpec:
+    name: str
+    intra: str  # one of INTRA_TERMS
+    inter: str  # one of INTER_TERMS
+    display: str
+    trained: bool = True  # False: the encoder at initialisation (random)
+    supervised: bool = False  # trained with labels instead of the terms above
+
+    @property
+    def needs_text(self) -> bool:
+        return self.inter != "none"
+
+
+METHOD_SPECS: dict[str, MethodSpec] = {s.name: s for s in (
+    MethodSpec("amdim", "amdim", "none", "AMDIM (two views, multi-scale NCE)"),
+    MethodSpec("tvdim", "amdim", "rank", "TVDIM (AMDIM + image-text ranking loss)"),
+    MethodSpec("tvdim-nce", "amdim", "nce", "TVDIM-NCE (AMDIM + image-text InfoNCE)"),
+    MethodSpec("clip", "none", "nce", "CLIP-style image-text InfoNCE"),
+    MethodSpec("random", "amdim", "none", "random initialisation (the floor)", trained=False),
+    MethodSpec("supervised", "none", "none", "supervised (labels; upper bound)", supervised=True),
+)}
+
+
+def method_spec(name: str) -> MethodSpec:
+    """The spec of ``name``; ``KeyError`` naming the valid methods when unknown."""
+    if name not in METHOD_SPECS:
+        raise KeyError(f"unknown method '{name}'; valid methods: {', '.join(METHOD_SPECS)}")
+    return METHOD_SPECS[name]
+
+
+def text_methods() -> str:
+    """The methods with a text tower, for messages: ``"tvdim, tvdim-nce or clip"``."""
+    names = [s.name for s in METHOD_SPECS.values() if s.needs_text]
+    return ", ".join(names[:-1]) + " or " + names[-1] if len(names) > 1 else "".join(names)
+
+
+__all__ = ["MethodSpec", "METHOD_SPECS", "INTRA_TERMS", "INTER_TERMS", "method_spec", "text_methods"]

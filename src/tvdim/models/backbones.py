@@ -1,0 +1,76 @@
+"""The image-backbone registry: one entry per architecture, one encoder contract for every consumer.
+
+An image encoder is an :class:`ImageEncoder` (an ``nn.Module``) with ``image_size`` (input side in pixels), ``n_rkhs`` (feature size) and
+``forward(x: [B, 3, S, S]) -> EncoderOutput(r1, r5, r7)``: ``r1`` ``[B, n_rkhs]`` is the global feature (the
+representation that is evaluated and exported); ``r5`` ``[B, n_rkhs, h, w]`` and ``r7`` ``[B, n_rkhs, h', w']`` are
+the coarser and finer local feature maps that AMDIM's multi-scale terms compare with (5x5 and 7x7 for AMDIM).
+
+Adding a backbone is one module with one decorated builder::
+
+    @register_backbone("mynet", spec=lambda m: {"image_size": m.image_size, "n_rkhs": m.n_rkhs, "width": ...})
+    def build_mynet(image: dict) -> ImageEncoder: ...
+
+``spec`` turns the run's :class:`~tvdim.config.ModelConfig` into the plain ``image`` dict that an export's
+config.json holds (``architecture`` is added); the builder makes the encoder from that dict alone, so training,
+checkpoints and exports build the same module. ``model.backbone=NAME`` selects it.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from ..config import ModelConfig
+from ..errors import ConfigError
+from .encoder import AmdimEncoder
+from .image_encoder import EncoderOutput, ImageEncoder
+
+
+@dataclass(frozen=True)
+class Backbone:
+    name: str
+    build: Callable[[dict[str, Any]], ImageEncoder]  # config.json's ``image`` dict -> encoder
+    spec: Callable[[ModelConfig], dict[str, Any]]  # the run's model config -> that dict (without ``architecture``)
+
+
+BACKBONES: dict[str, Backbone] = {}
+
+
+def register_backbone(name: str, spec: Callable[[ModelConfig], dict[str, Any]]
+                      ) -> Callable[[Callable[[dict[str, Any]], ImageEncoder]], Callable[[dict[str, Any]], ImageEncoder]]:
+    """Decorator: register ``build(image_dict) -> encoder`` under ``name`` (``model.backbone=name``)."""
+    def add(build: Callable[[dict[str, Any]], ImageEncoder]) -> Callable[[dict[str, Any]], ImageEncoder]:
+        if name in BACKBONES:
+            raise ValueError(f"backbone '{name}' is registered twice")
+        BACKBONES[name] = Backbone(name, build, spec)
+        return build
+    return add
+
+
+def get_backbone(name: str) -> Backbone:
+    if name not in BACKBONES:
+        raise ConfigError(f"unknown model.backbone '{name}'; valid backbones: {', '.join(sorted(BACKBONES))}")
+    return BACKBONES[name]
+
+
+def image_spec(model: ModelConfig) -> dict[str, Any]:
+    """config.json's ``image`` dict for a run's model config: ``{"architecture": name, ...}``."""
+    return {"architecture": model.backbone, **get_backbone(model.backbone).spec(model)}
+
+
+def build_image_encoder(image: dict[str, Any] | ModelConfig) -> ImageEncoder:
+    """The encoder of an ``image`` dict (an export's config.json) or of a run's :class:`ModelConfig`."""
+    if isinstance(image, ModelConfig):
+        image = image_spec(image)
+    return get_backbone(str(image.get("architecture", "amdim"))).build(image)
+
+
+@register_backbone("amdim", spec=lambda m: {"image_size": m.image_size, "ndf": m.ndf, "n_rkhs": m.n_rkhs,
+                                            "n_depth": m.n_depth, "use_bn": m.use_bn})
+def build_amdim(image: dict[str, Any]) -> ImageEncoder:
+    """The AMDIM encoder (32 / 64 / 128 px; models/encoder.py)."""
+    return AmdimEncoder(image["image_size"], image["ndf"], image["n_rkhs"], image["n_depth"], image["use_bn"])
+
+
+__all__ = ["ImageEncoder", "EncoderOutput", "Backbone", "BACKBONES", "register_backbone", "get_backbone", "image_spec",
+           "build_image_encoder"]
