@@ -48,6 +48,9 @@ PACKAGES: dict[str, tuple[list[str], list[str], list[str]]] = {
     "top": (["src/tvdim/*.py"], [f"src/tvdim/{name}/*" for name in SUBPACKAGES], ["tests/test_*.py"]),
 }
 DETECTED = ("killed", "timeout")
+# what tests read besides src/ and tests/ (tests/test_collection.py: .ci/ and README.md; tests/test_shipped_configs.py
+# globs configs/*.yaml): copied into the package's folder and, by mutmut (also_copy), into its mutants/ folder
+ALSO_COPY = (".ci", "configs", "README.md")
 NO_MATCH = "tvdim.__mutation_score_generate_only__"  # a name no mutant has: mutmut generates, collects stats, stops
 Z95 = 1.959963984540054  # the standard normal's 97.5 % quantile
 
@@ -56,14 +59,17 @@ def package_dir(package: str) -> Path:
     return WORK / package
 
 
-def mutmut_section(package: str, root: Path = ROOT) -> str:
-    """The ``[tool.mutmut]`` table for one package (test globs expanded: mutmut passes them to pytest as given)."""
+def mutmut_section(package: str, root: Path = ROOT, deselect: tuple[str, ...] = ()) -> str:
+    """The ``[tool.mutmut]`` table for one package (test globs expanded: mutmut passes them to pytest as given);
+    ``deselect``: test ids pytest leaves out (``--deselect``), in every phase of the run."""
     mutate, skip, tests = PACKAGES[package]
     selection = sorted(str(t.relative_to(root)) for pattern in tests for t in root.glob(pattern))
     quote = lambda items: "[" + ", ".join(f'"{i}"' for i in items) + "]"  # noqa: E731
+    args = [a for test in deselect for a in ("--deselect", test)]
     return ("[tool.mutmut]\nsource_paths = [\"src/\"]\n"
-            f"only_mutate = {quote(mutate)}\ndo_not_mutate = {quote(skip)}\n"
-            f"pytest_add_cli_args_test_selection = {quote(selection)}\n")
+            f"only_mutate = {quote(mutate)}\ndo_not_mutate = {quote(skip)}\nalso_copy = {quote(ALSO_COPY)}\n"
+            + (f"pytest_add_cli_args = {quote(args)}\n" if args else "")
+            + f"pytest_add_cli_args_test_selection = {quote(selection)}\n")
 
 
 def with_section(pyproject: str, section: str) -> str:
@@ -72,28 +78,33 @@ def with_section(pyproject: str, section: str) -> str:
     return stripped.rstrip("\n") + "\n\n" + section
 
 
-def prepare(package: str, clean: bool, commit: str | None = None) -> Path:
-    """Copy src/, tests/ and pyproject.toml into the package's folder (keeping its mutants/ unless ``clean``),
-    from the working tree or, with ``commit``, as committed there."""
+def prepare(package: str, clean: bool, commit: str | None = None, deselect: tuple[str, ...] = ()) -> Path:
+    """Copy src/, tests/, pyproject.toml and ``ALSO_COPY`` into the package's folder (keeping its mutants/ unless
+    ``clean``), from the working tree or, with ``commit``, as committed there."""
     work = package_dir(package)
     if clean and work.exists():
         shutil.rmtree(work)
     work.mkdir(parents=True, exist_ok=True)
-    for name in ("src", "tests"):
-        if (work / name).exists():
+    for name in ("src", "tests", *ALSO_COPY):
+        if (work / name).is_dir():
             shutil.rmtree(work / name)
+        elif (work / name).exists():
+            (work / name).unlink()
     if commit is None:
-        for name in ("src", "tests"):
-            shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+        for name in ("src", "tests", *ALSO_COPY):
+            if (ROOT / name).is_dir():
+                shutil.copytree(ROOT / name, work / name, ignore=shutil.ignore_patterns("__pycache__", "*.egg-info"))
+            elif (ROOT / name).exists():
+                shutil.copy2(ROOT / name, work / name)
         text = (ROOT / "pyproject.toml").read_text()
     else:
-        archive = subprocess.run(["git", "archive", "--format=tar", commit, "src", "tests", "pyproject.toml"],
-                                 cwd=ROOT, capture_output=True, check=True).stdout
+        archive = subprocess.run(["git", "archive", "--format=tar", commit, "src", "tests", "pyproject.toml",
+                                  *ALSO_COPY], cwd=ROOT, capture_output=True, check=True).stdout
         with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
             text = tar.extractfile("pyproject.toml").read().decode()
             tar.extractall(work, members=[m for m in tar.getmembers() if m.name != "pyproject.toml"])
     # the test selection is globbed in the copy: with --commit, the committed tests, not the work tree's
-    (work / "pyproject.toml").write_text(with_section(text, mutmut_section(package, work)))
+    (work / "pyproject.toml").write_text(with_section(text, mutmut_section(package, work, deselect)))
     return work
 
 
@@ -216,6 +227,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--sample", type=int, metavar="N", help="run only N mutants drawn uniformly at random")
     ap.add_argument("--seed", type=int, default=0, help="seed of the --sample draw (default 0)")
     ap.add_argument("--commit", metavar="REV", help="mutate src/ and tests/ as committed at REV, not the work tree")
+    ap.add_argument("--deselect", action="append", default=[], metavar="TEST_ID",
+                    help="leave this test out (pytest --deselect; repeatable), e.g. one that fails on a busy machine")
     args = ap.parse_args(argv)
     if args.sample is not None:
         return main_sample(ap, args)
@@ -224,7 +237,8 @@ def main(argv: list[str] | None = None) -> None:
     elif args.package is None:
         ap.error("give --package NAME (one of: " + ", ".join(sorted(PACKAGES)) + ") or --table")
     else:
-        work = package_dir(args.package) if args.no_run else prepare(args.package, args.clean)
+        work = package_dir(args.package) if args.no_run else prepare(args.package, args.clean, args.commit,
+                                                                          tuple(args.deselect))
         if args.rerun_survivors:
             survivors = [n for n, state in read_results(work).items() if state not in DETECTED]
             if survivors:
@@ -255,7 +269,7 @@ def main_sample(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
         if args.table or args.no_run:
             work = package_dir(pkg)
         else:
-            work = prepare(pkg, args.clean, args.commit)
+            work = prepare(pkg, args.clean, args.commit, tuple(args.deselect))
             generate(work, args.children)
         status = read_results(work)
         if not status:

@@ -138,7 +138,7 @@ def test_prepare_with_a_commit_copies_the_committed_files_not_the_work_tree(ms, 
     committed = subprocess.run(["git", "show", "HEAD:src/tvdim/losses/__init__.py"], cwd=ROOT, capture_output=True,
                                text=True, check=True).stdout
     assert (work / "src/tvdim/losses/__init__.py").read_text() == committed
-    listed = subprocess.run(["git", "ls-tree", "-r", "--name-only", "HEAD", "src", "tests"], cwd=ROOT,
+    listed = subprocess.run(["git", "ls-tree", "-r", "--name-only", "HEAD", "src", "tests", *ms.ALSO_COPY], cwd=ROOT,
                             capture_output=True, text=True, check=True).stdout.split()
     copied = [str(f.relative_to(work)) for f in work.rglob("*") if f.is_file() and f.name != "pyproject.toml"]
     assert sorted(copied) == sorted(listed)  # what was committed, and nothing else (no __pycache__, no new files)
@@ -166,3 +166,17 @@ def test_new_processes_of_a_mutmut_run_import_the_copy_not_the_work_tree(ms, mon
     env = ms.mutmut_env(tmp_path / "data")
     assert env["PYTHONPATH"] == str(tmp_path / "data" / "src")
     assert env["OMP_NUM_THREADS"] == "1" and env["MKL_NUM_THREADS"] == "1"
+
+
+def test_the_files_tests_read_are_copied_and_deselected_tests_left_out(ms, monkeypatch, tmp_path):
+    monkeypatch.setattr(ms, "WORK", tmp_path)
+    work = ms.prepare("top", clean=True, commit="HEAD", deselect=("tests/test_cli.py::test_x",))
+    assert (work / ".ci" / "counts.py").is_file() and (work / "README.md").is_file()
+    import subprocess
+    committed = subprocess.run(["git", "ls-tree", "--name-only", "HEAD", "configs/"], cwd=ROOT, capture_output=True,
+                               text=True, check=True).stdout.split()
+    assert sorted(f"configs/{p.name}" for p in (work / "configs").glob("*")) == sorted(committed) != []
+    section = tomllib.loads((work / "pyproject.toml").read_text())["tool"]["mutmut"]
+    assert section["also_copy"] == [".ci", "configs", "README.md"]  # mutmut copies them on into mutants/
+    assert section["pytest_add_cli_args"] == ["--deselect", "tests/test_cli.py::test_x"]
+    assert "pytest_add_cli_args" not in _section(ms, "data")
