@@ -20,8 +20,9 @@ does not run it. A mutant counts as killed when a test failed or timed out on it
 ``--sample N --seed S`` estimates a package's score when a full run does not fit the time: mutmut generates every
 mutant of the package (and runs its stats phase, the package's tests once), N names are drawn uniformly without
 replacement from the sorted list of all of them (``random.Random(S).sample``), only those run, and the score is
-killed / N with a 95 % Wilson interval, next to the number of mutants in the package. ``--commit REV`` copies
-src/, tests/ and pyproject.toml as committed at REV (``git archive``) instead of the working tree.
+killed / N with a 95 % Wilson interval, next to the number of mutants in the package. ``--rerun-survivors`` (without
+``--clean``) reruns only the drawn mutants that survived. ``--commit REV`` copies src/, tests/ and pyproject.toml as
+committed at REV (``git archive``) instead of the working tree.
 """
 from __future__ import annotations
 
@@ -255,6 +256,12 @@ def main(argv: list[str] | None = None) -> None:
                 print(f"{state}: {name}")
 
 
+def to_run(names: list[str], status: dict[str, str], rerun_survivors: bool) -> list[str]:
+    """The drawn names to run: all, or with ``rerun_survivors`` those the last run did not kill (after new tests,
+    without --clean: the sample is the same while the package's code is)."""
+    return [n for n in names if not rerun_survivors or status[n] not in DETECTED]
+
+
 def main_sample(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
     if args.sample <= 0:
         ap.error("--sample takes a positive number of mutants")
@@ -276,7 +283,9 @@ def main_sample(ap: argparse.ArgumentParser, args: argparse.Namespace) -> None:
             sys.exit(f"mutation_score: no mutants in {work}: run with --package {pkg} --sample N first")
         names = draw(status, args.sample, args.seed)
         if not (args.table or args.no_run):
-            run_mutmut(work, args.children, names)
+            todo = to_run(names, status, args.rerun_survivors)
+            if todo:
+                run_mutmut(work, args.children, todo)
             status = read_results(work)
         sampled = {name: status[name] for name in names}
         rows.append(sample_row(pkg, sampled, len(status)))

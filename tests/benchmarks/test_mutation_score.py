@@ -180,3 +180,10 @@ def test_the_files_tests_read_are_copied_and_deselected_tests_left_out(ms, monke
     assert section["also_copy"] == [".ci", "configs", "README.md"]  # mutmut copies them on into mutants/
     assert section["pytest_add_cli_args"] == ["--deselect", "tests/test_cli.py::test_x"]
     assert "pytest_add_cli_args" not in _section(ms, "data")
+
+
+def test_rerunning_the_sample_runs_only_its_survivors(ms):
+    status = {"a": "killed", "b": "survived", "c": "timeout", "d": "no tests", "e": "not checked", "f": "survived"}
+    names = ["a", "b", "c", "d", "e"]
+    assert ms.to_run(names, status, rerun_survivors=False) == names
+    assert ms.to_run(names, status, rerun_survivors=True) == ["b", "d", "e"]  # "f" was not drawn
