@@ -30,7 +30,8 @@ from typing import Any, Callable
 import torch
 
 from tvdim.config import DataConfig
-from tvdim.data.device_aug import BASE, HUE, DeviceViews
+from tvdim.data.device_aug import DeviceViews, base_side
+from tvdim.data.transforms import hue_jitter
 from tvdim.data.pipeline import BaseImage
 from tvdim.data.sample import Sample
 from tvdim.data.sources import _items, build_source
@@ -72,7 +73,7 @@ def kornia_views(size: int) -> Any:
         return None
     geo = (K.RandomCrop((32, 32), padding=4, padding_mode="reflect") if size == 32 else
            K.RandomResizedCrop((size, size), scale=(0.3, 1.0), ratio=(0.7, 1.4)))
-    return K.AugmentationSequential(geo, K.ColorJitter(0.4, 0.4, 0.4, HUE[size], p=0.8), K.RandomGrayscale(p=0.25),
+    return K.AugmentationSequential(geo, K.ColorJitter(0.4, 0.4, 0.4, hue_jitter(size), p=0.8), K.RandomGrayscale(p=0.25),
                                     K.Normalize(torch.tensor(MEAN), torch.tensor(STD)))
 
 
@@ -98,7 +99,7 @@ def main() -> None:
         two, base = TwoViews(size), BaseImage(size)
         cpu = rate(lambda: sum(1 for p in pics if two(p)), args.repeats, lambda: None)
         worker = rate(lambda: sum(1 for p in pics if base(p)), args.repeats, lambda: None)
-        b = BASE[size]
+        b = base_side(size)
         u8 = torch.randint(0, 256, (args.batch, 3, b, b), dtype=torch.uint8).to(device)
         views = DeviceViews(size)
         batched = rate(lambda: len(views(u8, 0)[0]), args.repeats, sync)

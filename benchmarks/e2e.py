@@ -119,7 +119,7 @@ def step_rate(cfg: Config, steps: int, warmup: int) -> dict[str, Any]:
     configure_backends(device)
     precision = resolve_precision(cfg.train.precision, device)
     torch.manual_seed(cfg.train.seed)
-    text_on = uses_text(cfg.train.method)
+    text_on = uses_text(cfg)
     tasks = source_tasks(build_source(cfg.data, "train", cfg.model.image_size, require_text=text_on), cfg.data)
     tokenizer = None
     if text_on:  # the trainer's choice (pretrained tower's, text.tokenizer_path, else one trained on the captions)

@@ -76,7 +76,7 @@ def test_tuple_betas_override():
     ("loss.hinge=foo", "loss.hinge", ["sum", "max", "logistic"]),
     ("text.pooling=max", "text.pooling", ["mean", "cls"]),
     ("train.precision=fp64", "train.precision", ["auto", "fp32", "bf16", "fp16"]),
-    ("train.method=simclr", "method", ["amdim", "tvdim", "tvdim-nce", "clip", "random", "supervised"]),
+    ("train.method=byol", "method", ["amdim", "tvdim", "tvdim-nce", "clip", "simclr", "slip", "siglip", "random", "supervised"]),
 ])
 def test_invalid_choice_lists_values(override, key, values):
     with pytest.raises(ConfigError) as info:

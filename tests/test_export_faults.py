@@ -44,7 +44,7 @@ def test_truncated_weights_are_checkpoint_error_naming_the_file(export, tmp_path
     assert "Traceback" not in err and len(err.splitlines()) == 1
 
 
-@pytest.mark.parametrize("key,value", [("architecture", "resnet50"), ("method", "simclr")])
+@pytest.mark.parametrize("key,value", [("architecture", "resnet_nope"), ("method", "byol")])
 def test_config_of_another_architecture_or_method_is_refused(export, tmp_path, key, value):
     ex = _copy(export[1], tmp_path / "other")
     conf = json.loads((ex / "config.json").read_text())

@@ -12,7 +12,7 @@ from typing import Any, get_type_hints
 import yaml
 
 from .errors import ConfigError
-from .method_spec import METHOD_SPECS
+from .method_spec import INTER_TERMS, INTRA_TERMS, METHOD_SPECS
 
 METHODS = tuple(METHOD_SPECS)
 log = logging.getLogger("tvdim.config")
@@ -64,13 +64,14 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    backbone: str = "amdim"  # an entry of the backbone registry (models/backbones.py)
-    image_size: int = 32  # 32, 64 or 128 for amdim
+    backbone: str = "amdim"  # an entry of the backbone registry (models/backbones.py) or a timm model name
+    image_size: int = 32  # 32, 64 or 128 for amdim; any size the backbone accepts for timm models
     ndf: int = 128
     n_rkhs: int = 1024
     n_depth: int = 3
     use_bn: bool = False
     channels_last: bool = True
+    init: str = ""  # timm backbones: a local timm-format weights file to start from (nothing is downloaded)
 
 
 @dataclass
@@ -102,6 +103,12 @@ class LossConfig:
     robust_warmup: int = 100  # training steps with all weights 1 before weighting starts
     robust_memory: int = 1024  # recent per-pair losses (storey: rank p-values) the rate is estimated on
     robust_drop: float = -1.0  # small-loss: fraction of pairs dropped; < 0 = estimated by the mixture
+    intra_term: str = ""  # "" = the method's; amdim | simclr | none (method_spec.py)
+    inter_term: str = ""  # "" = the method's; rank | nce | siglip | none
+    simclr_temperature: float = 0.1  # NT-Xent temperature (SimCLR, SLIP)
+    proj_dim: int = 128  # SimCLR projection head output size
+    proj_hidden: int = 0  # SimCLR projection head hidden size; 0 = the image feature size
+    learn_scale: str = "auto"  # nce: CLIP's learnable logit scale; auto = the method's (clip, slip) | on | off
 
 
 @dataclass
@@ -185,6 +192,8 @@ def _coerce(value: Any, typ: Any, where: str) -> Any:
             return bool(value)
         if typ in (int, float) and isinstance(value, bool):
             raise ValueError(value)
+        if typ is str and isinstance(value, bool):  # YAML reads on / off as booleans; the choice keys mean words
+            return "on" if value else "off"
         if typ in (int, float, str):
             if typ is int and isinstance(value, float) and not value.is_integer():
                 raise ValueError(value)
@@ -247,6 +256,8 @@ _SWITCH = {"true": "on", "1": "on", "yes": "on", "false": "off", "0": "off", "no
 def validate(cfg: Config) -> Config:
     if cfg.train.method not in METHOD_SPECS:
         raise ConfigError(f"unknown method '{cfg.train.method}'; valid methods: {', '.join(METHOD_SPECS)}")
+    if cfg.model.image_size < 8:
+        raise ConfigError(f"model.image_size must be >= 8, got {cfg.model.image_size}")
     if cfg.model.backbone == "amdim" and cfg.model.image_size not in (32, 64, 128):
         raise ConfigError(f"model.image_size must be 32, 64 or 128, got {cfg.model.image_size}")
     cfg.train.compile = _SWITCH.get(cfg.train.compile.strip().lower(), cfg.train.compile)
@@ -255,7 +266,10 @@ def validate(cfg: Config) -> Config:
                "text.pooling": (cfg.text.pooling, ("mean", "cls")),
                "train.precision": (cfg.train.precision, ("auto", "fp32", "bf16", "fp16")),
                "data.augment": (cfg.data.augment, ("auto", "cpu", "device")),
-               "train.compile": (cfg.train.compile, ("auto", "on", "off"))}
+               "train.compile": (cfg.train.compile, ("auto", "on", "off")),
+               "loss.intra_term": (cfg.loss.intra_term, ("", *INTRA_TERMS)),
+               "loss.inter_term": (cfg.loss.inter_term, ("", *INTER_TERMS)),
+               "loss.learn_scale": (cfg.loss.learn_scale, ("auto", "on", "off"))}
     for key, (value, allowed) in choices.items():
         if value not in allowed:
             raise ConfigError(f"config key '{key}' = {value!r}; valid values: {', '.join(allowed)}")
@@ -278,12 +292,14 @@ def validate(cfg: Config) -> Config:
 
 # Numeric limits (a value outside them crashes later or poisons training). Every float must also be finite.
 _AT_LEAST_1 = ("model.ndf", "model.n_rkhs", "model.n_depth", "text.vocab_size", "text.heads", "text.dim",
-               "train.log_every", "train.ckpt_every", "data.max_image_pixels", "eval.probe_batch", "eval.knn_k")
+               "train.log_every", "train.ckpt_every", "data.max_image_pixels", "eval.probe_batch", "eval.knn_k",
+               "loss.proj_dim")
 _AT_LEAST_0 = ("data.num_samples", "data.shuffle_buffer", "text.layers", "loss.chunk_size",
                "loss.lam", "loss.nce_reg", "optim.lr", "optim.probe_lr", "optim.weight_decay", "optim.warmup_steps",
                "optim.decay_factor", "optim.text_grad_clip", "eval.linear_epochs", "eval.mlp_epochs",
-               "eval.probe_lr", "eval.retrieval_max", "data.synth_train", "data.synth_test", "data.synth_objects")
-_ABOVE_0 = ("optim.eps", "loss.temperature", "loss.nce_tclip", "loss.gamma")
+               "eval.probe_lr", "eval.retrieval_max", "data.synth_train", "data.synth_test", "data.synth_objects",
+               "loss.proj_hidden")
+_ABOVE_0 = ("optim.eps", "loss.temperature", "loss.nce_tclip", "loss.gamma", "loss.simclr_temperature")
 _FRACTION = ("data.max_bad_fraction", "data.synth_swap", "data.synth_corrupt",
              "data.synth_distract", "optim.decay_at")
 
@@ -357,6 +373,11 @@ def load_config(path: str | Path | None = None, overrides: list[str] | None = No
 
 
 def from_dict(data: dict[str, Any]) -> Config:
+    """The config a checkpoint / export holds. One written before ``loss.learn_scale`` existed trained InfoNCE with
+    the fixed temperature: it keeps it (``off``), so old clip checkpoints load as they were trained."""
+    loss = data.get("loss") if isinstance(data, dict) else None
+    if isinstance(loss, dict) and "learn_scale" not in loss:
+        data = {**data, "loss": {**loss, "learn_scale": "off"}}
     cfg = Config()
     _apply(cfg, data)
     return validate(cfg)

@@ -32,12 +32,12 @@ from torch import nn
 
 from .config import to_plain
 from .data.eval_image import EvalImage
-from .data.transforms import EVAL_RESIZE, MEAN, STD
-from .errors import CheckpointError, TvdimError
+from .data.transforms import MEAN, STD, eval_resize
+from .errors import CheckpointError, ConfigError, TvdimError
 from .eval.evaluate import markdown_table
 from .loading import embed_images, embed_texts
 from .method_spec import METHOD_SPECS
-from .models.backbones import BACKBONES, build_image_encoder, image_spec
+from .models.backbones import BACKBONES, build_image_encoder, get_backbone, image_spec
 from .models.hf_text import PretrainedTextEncoder
 from .models.text import TextEncoder
 from .models.tokenizer import CaptionTokenizer
@@ -48,7 +48,8 @@ FORMAT = "tvdim-export-v1"
 WEIGHTS = "model.safetensors"
 TOKENIZER = "tokenizer.json"
 RESULTS = "results.json"
-EXPORT_FILES = ("config.json", WEIGHTS, TOKENIZER, "README.md", RESULTS)
+TIMM_WEIGHTS = "timm_backbone.safetensors"  # timm backbones: the backbone alone, in timm's own key layout
+EXPORT_FILES = ("config.json", WEIGHTS, TOKENIZER, "README.md", RESULTS, TIMM_WEIGHTS)
 PAPER = "https://arxiv.org/abs/2106.01797"
 
 
@@ -109,6 +110,12 @@ class TvdimModel(nn.Module, PyTorchModelHubMixin, library_name="tvdim", tags=["t
         umask = os.umask(0)  # safetensors writes the file owner-only; give it the usual permissions
         os.umask(umask)
         os.chmod(save_directory / WEIGHTS, 0o666 & ~umask)
+        backbone = getattr(self.image_encoder, "backbone_state_dict", None)
+        if backbone is not None:
+            from safetensors.torch import save_file
+
+            save_file(backbone(), str(save_directory / TIMM_WEIGHTS), metadata={"format": "pt"})
+            os.chmod(save_directory / TIMM_WEIGHTS, 0o666 & ~umask)
         if self.tokenizer is not None:
             self.tokenizer.save(save_directory / TOKENIZER)
         if self.results is not None:
@@ -161,9 +168,11 @@ def _check_known(method: Any, image: Any, text: Any) -> None:
     if not isinstance(image, dict):
         raise CheckpointError(f"config.json: image must be an object, got {image!r}")
     arch = image.get("architecture", "amdim")
-    if arch not in BACKBONES:
+    try:
+        get_backbone(str(arch))
+    except ConfigError as exc:
         raise CheckpointError(f"config.json: unknown image.architecture={arch!r}; this tvdim builds "
-                              f"{', '.join(sorted(BACKBONES))}")
+                              f"{', '.join(sorted(BACKBONES))} or a timm model") from exc
     feature = image.get("feature", "r1")
     if feature != "r1":
         raise CheckpointError(f"config.json: unknown image.feature={feature!r}; this tvdim gives r1")
@@ -191,8 +200,8 @@ def model_from_checkpoint(loaded: Any) -> TvdimModel:
     size = m.image_size
     model = TvdimModel(
         method=cfg.train.method, step=loaded.step, training=to_plain(cfg),
-        image={**image_spec(m), "feature": "r1"},
-        normalization={"mean": list(MEAN), "std": list(STD), "resize": EVAL_RESIZE[size], "crop": size,
+        image={**image_spec(m), "n_rkhs": loaded.method.image_encoder.n_rkhs, "feature": "r1"},
+        normalization={"mean": list(MEAN), "std": list(STD), "resize": eval_resize(size), "crop": size,
                        "interpolation": "bicubic", "input": "RGB scaled to [0, 1], then (x - mean) / std"},
         text=_text_config(loaded.method, cfg))
     model.image_encoder.load_state_dict(loaded.method.image_encoder.state_dict())
@@ -321,23 +330,44 @@ def model_card(model: TvdimModel) -> str:
                  f"scratch with a WordPiece tokenizer of {text['vocab_size']} tokens (`tokenizer.json`).")
     lines = ["---", yaml.safe_dump(meta, sort_keys=False).strip(), "---", "",
              f"# tvdim `{model.method}` image encoder", "",
-             f"An AMDIM image encoder for {size} px images ({img.get('ndf', '?')} base width, {n}-dimensional "
-             f"features), pretrained with method `{model.method}` for {model.step} steps by tvdim (Text-enhanced "
-             f"Visual Deep InfoMax, [arXiv 2106.01797]({PAPER})). {tower}", "",
+             f"{_describe_image(img, size, n)}, pretrained with method `{model.method}` for {model.step} steps by "
+             f"tvdim (Text-enhanced Visual Deep InfoMax, [arXiv 2106.01797]({PAPER})). {tower}", "",
              "## Use", "", "```python", "import tvdim", "",
              'model = tvdim.from_pretrained("PATH_OR_REPO_ID")  # a TvdimModel in eval mode',
              f"feats = model.encode_images([pil_image])         # [N, {n}] image features"]
     if text is not None:
         lines.append(f'tfeats = model.encode_texts(["a caption"])      # [N, {n}] caption features')
     lines += ["```", "", "`tvdim embed PATH images/ --out feats.npy` writes features for a folder, a table or "
-              "shards from the command line.", "",
-              f"Preprocessing (done by `encode_images` / `model.preprocess`): resize the shorter side to "
+              "shards from the command line.", ""]
+    lines += _timm_lines(model)
+    lines += [f"Preprocessing (done by `encode_images` / `model.preprocess`): resize the shorter side to "
               f"{norm['resize']} px ({norm['interpolation']}), centre crop {norm['crop']} px, scale RGB to [0, 1], "
               f"normalise with mean {norm['mean']} and std {norm['std']}.", "", "## Evaluation", ""]
     lines += _results_lines(model.results)
     lines += ["", "## Training config", "", "```yaml", yaml.safe_dump(model.training_config or {}, sort_keys=False).strip(),
               "```", ""]
     return "\n".join(lines)
+
+
+def _describe_image(img: dict[str, Any], size: int, n: int) -> str:
+    if img.get("family") == "timm":
+        return f"A timm `{img['architecture']}` image encoder for {size} px images ({n}-dimensional pooled features)"
+    return f"An AMDIM image encoder for {size} px images ({img.get('ndf', '?')} base width, {n}-dimensional features)"
+
+
+def _timm_lines(model: TvdimModel) -> list[str]:
+    """How to load the backbone of a timm export in timm alone (same features as ``encode_images``)."""
+    img = model.image_config
+    if img.get("family") != "timm":
+        return []
+    from .models.timm_backbone import timm_kwargs
+
+    extra = "".join(f", {k}={v!r}" for k, v in timm_kwargs(img["architecture"], model.image_size).items())
+    return ["## Use in timm", "", f"`{TIMM_WEIGHTS}` holds the backbone alone, in timm's key layout:", "",
+            "```python", "import timm", "",
+            f'model = timm.create_model("{img["architecture"]}", pretrained=True, num_classes=0{extra},',
+            f'                          pretrained_cfg_overlay=dict(file="PATH/{TIMM_WEIGHTS}")).eval()',
+            f"feats = model(x)  # [N, {model.image_encoder.n_rkhs}], x preprocessed as below", "```", ""]
 
 
 def _results_lines(results: dict[str, Any] | None) -> list[str]:

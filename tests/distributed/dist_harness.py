@@ -69,7 +69,7 @@ def one_step(method: str, overrides: list[str] | tuple[str, ...], rank: int = 0,
 
     cfg = load_config(overrides=TINY + [f"train.method={method}", *overrides])
     torch.manual_seed(0)
-    model_ = build_method(cfg, TASKS, VOCAB if uses_text(method) else None)
+    model_ = build_method(cfg, TASKS, VOCAB if uses_text(cfg) else None)
     model: Any = model_
     if world > 1:
         dist_utils.convert_global_bn(model_, "cpu")

@@ -36,6 +36,13 @@ CASES: list[tuple[str, list[str]]] = [
     ("tvdim", ["loss.robust=gmm", "loss.robust_warmup=0"]),  # per-pair weights from the gathered global batch
     ("tvdim-nce", ["loss.robust=small-loss", "loss.robust_warmup=0", "loss.robust_drop=0.25"]),
     ("tvdim", ["loss.robust=storey", "loss.robust_warmup=0"]),  # rank p-values over the gathered captions
+    ("clip", ["loss.learn_scale=off"]),  # the fixed temperature (clip's default is CLIP's learnt logit scale)
+    ("simclr", []),  # NT-Xent over the gathered projections of both views; BatchNorm in the projection head
+    ("slip", []),
+    ("siglip", []),  # the sigmoid loss over every (image, gathered caption) pair
+    ("tvdim", ["loss.intra_term=simclr", "loss.inter_term=siglip"]),
+    ("slip", ["model.backbone=resnet10t"]),  # a timm backbone (its BatchNorm over the global batch)
+    ("amdim", ["model.backbone=resnet10t"]),  # AMDIM's terms on the local maps of the last two stages
 ]
 HERE = Path(__file__).parent
 

@@ -144,8 +144,8 @@ def test_markdown_table_without_tasks_or_retrieval():
     ({"a": [0, N]}, [[], []], True, "no label task is present in both the probe training set and the test set; "
                                      "it has no captions for retrieval"),
     ({"a": [N, 1]}, [["x"], []], False, "no label task is present in both the probe training set and the test set; "
-                                        "method 'amdim' has no text encoder for retrieval (use a tvdim, tvdim-nce or "
-                                        "clip checkpoint)"),
+                                        "method 'amdim' has no text encoder for retrieval (use a tvdim, tvdim-nce, "
+                                        "clip, slip or siglip checkpoint)"),
     ({}, [["x", "y"], []], True, "the test set has no labels; retrieval needs at least 10 captioned test images, "
                                   "found 1"),
 ])

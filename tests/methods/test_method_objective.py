@@ -59,7 +59,7 @@ def nce_by_hand(src, tgt, tclip, reg_coef):
     return torch.stack(losses).mean(), reg_coef * raw.pow(2).mean()
 
 
-def pair_term_by_hand(a, b, valid, lc, kind):
+def pair_term_by_hand(a, b, valid, lc, kind, scale=None):
     """Image-text term over two ``[B, B]`` score matrices whose true pair of row i is column i (``a``: one direction,
     ``b``: the other). Rows and columns without a caption take no part. ``kind``: rank | nce."""
     rows = [i for i in range(len(valid)) if valid[i]]
@@ -70,7 +70,7 @@ def pair_term_by_hand(a, b, valid, lc, kind):
         for s in (a, b):
             if kind == "nce":
                 cols = [i] + negs
-                logits = s[i, cols] / lc.temperature
+                logits = s[i, cols] * (1 / lc.temperature if scale is None else scale)
                 total = total + (torch.log(logits.exp().sum()) - logits[0]) / 2
             elif lc.hinge == "logistic":
                 hardest = max(s[i, j] for j in negs)
@@ -86,11 +86,11 @@ def pair_term_by_hand(a, b, valid, lc, kind):
 def objective_by_hand(method, enc, txt, batch, locs):
     """Terms and total of METHOD.md's "Total objective" from the encoder outputs ``enc`` (r1, r5, r7 of both
     views stacked), the text output ``txt`` and the 5x5 source locations ``locs[v]`` of view v."""
-    lc, name = method.cfg.loss, method.name
+    lc = method.cfg.loss
     b = batch["x1"].shape[0]
     r1, r5, r7 = (t.split(b) for t in enc)
     terms = {}
-    if name != "clip":
+    if method.intra == "amdim":
         t5, t7 = [r.flatten(2) for r in r5], [r.flatten(2) for r in r7]
         src5 = [r5[v].flatten(2)[torch.arange(b), :, locs[v]] for v in range(2)]
         reg = 0.0
@@ -100,11 +100,19 @@ def objective_by_hand(method, enc, txt, batch, locs):
             terms[f"nce_{key}"] = (l12 + l21) / 2
             reg = reg + (g12 + g21) / 2
         terms["nce_reg"] = reg
-    kind = {"tvdim": "rank", "tvdim-nce": "nce", "clip": "nce"}.get(name)
-    if kind:
+    if method.intra == "simclr":
+        terms["simclr"] = nt_xent_by_hand(method.proj(r1[0]), method.proj(r1[1]), lc.simclr_temperature)
+    kind = None if method.inter == "none" else method.inter
+    scale = method.logit_scale.exp().clamp(max=100) if getattr(method, "logit_scale", None) is not None else None
+    if kind == "siglip":
         valid = batch["has_text"].tolist()
         s = [cos(r1[v], txt.sentence) for v in range(2)]
-        terms[f"inter_{kind}"] = sum(pair_term_by_hand(sv, sv.T, valid, lc, kind) for sv in s) / 2
+        terms["inter_siglip"] = sum(siglip_by_hand(sv, valid, method.siglip_log_scale, method.siglip_bias)
+                                    for sv in s) / 2
+    elif kind:
+        valid = batch["has_text"].tolist()
+        s = [cos(r1[v], txt.sentence) for v in range(2)]
+        terms[f"inter_{kind}"] = sum(pair_term_by_hand(sv, sv.T, valid, lc, kind, scale) for sv in s) / 2
         if lc.local:
             mask = batch["mask"]
             local = []
@@ -116,9 +124,36 @@ def objective_by_hand(method, enc, txt, batch, locs):
                                                   for j in range(b)]) for i in range(b)])
                 local.append(pair_term_by_hand(i_tok, t_img, valid, lc, kind))
             terms[f"inter_{kind}_local"] = sum(local) / 2
-    intra = sum(v for k, v in terms.items() if k.startswith("nce_"))
+    intra = sum(v for k, v in terms.items() if k.startswith(("nce_", "simclr")))
     inter = sum(v for k, v in terms.items() if k.startswith("inter_"))
-    return terms, intra + (lc.lam if name != "clip" else 1.0) * inter
+    return terms, intra + (lc.lam if method.intra != "none" else 1.0) * inter
+
+
+def nt_xent_by_hand(z1, z2, temperature):
+    """SimCLR's NT-Xent written out: each of the 2B anchors against its other view (positive) and the 2B - 2
+    other projections (negatives), cosine / T, averaged over the anchors."""
+    z = torch.nn.functional.normalize(torch.cat([z1, z2]).float(), dim=1)
+    n = z1.shape[0]
+    losses = []
+    for a in range(2 * n):
+        p = (a + n) % (2 * n)
+        others = [j for j in range(2 * n) if j != a]
+        logits = torch.stack([z[a] @ z[j] for j in others]) / temperature
+        losses.append(torch.logsumexp(logits, 0) - (z[a] @ z[p]) / temperature)
+    return torch.stack(losses).mean()
+
+
+def siglip_by_hand(s, valid, log_scale, bias):
+    """SigLIP: mean over captioned images i of sum over captioned j of -log sigmoid(z_ij (e^t' s_ij + b))."""
+    rows = [i for i in range(len(valid)) if valid[i]]
+    per_row = []
+    for i in rows:
+        total = 0.0
+        for j in rows:
+            z = 1.0 if i == j else -1.0
+            total = total - torch.nn.functional.logsigmoid(z * (log_scale.exp() * s[i, j] + bias))
+        per_row.append(total)
+    return torch.stack(per_row).mean()
 
 
 CASES = [
@@ -130,7 +165,13 @@ CASES = [
     ("tvdim", ["loss.local=true", "loss.margin=0.35", "loss.lam=2.0"]),
     ("tvdim-nce", ["loss.temperature=0.5", "loss.lam=0.7"]),
     ("tvdim-nce", ["loss.local=true", "loss.temperature=0.25"]),
-    ("clip", ["loss.temperature=0.3", "loss.lam=0.5"]),
+    ("clip", ["loss.temperature=0.3", "loss.lam=0.5", "loss.learn_scale=off"]),  # the fixed temperature
+    ("clip", []),  # CLIP's learnt logit scale, initialised at 1 / 0.07
+    ("simclr", ["loss.simclr_temperature=0.2", "loss.proj_dim=8", "loss.proj_hidden=12"]),
+    ("slip", ["loss.lam=0.6"]),
+    ("siglip", []),
+    ("tvdim", ["loss.intra_term=simclr", "loss.inter_term=siglip", "loss.lam=0.4"]),  # any combination by config
+    ("amdim", ["loss.inter_term=rank"]),  # = tvdim
 ]
 
 
@@ -160,7 +201,7 @@ def run_case(tok, name, extra, monkeypatch):
 @pytest.mark.parametrize("name,extra", CASES)
 def test_terms_and_total_match_method_md(name, extra, tok, monkeypatch):
     method, out, terms, total = run_case(tok, name, extra, monkeypatch)
-    loss_terms = {k for k in out.terms if k.startswith(("nce_", "inter_"))}
+    loss_terms = {k for k in out.terms if k.startswith(("nce_", "inter_", "simclr"))}
     assert loss_terms == set(terms)
     for key, want in terms.items():
         assert out.terms[key].item() == pytest.approx(want.item(), rel=1e-4, abs=1e-5), key
@@ -185,7 +226,7 @@ def test_gradients_match_method_md(name, extra, tok, monkeypatch):
     unused = [n for n, g in zip(names, got) if g is None]
     # DDP must be told to look for parameters without a gradient exactly when some exist
     assert (not unused) == method.uses_all_parameters, unused
-    if name != "clip":
+    if method.intra == "amdim":
         # the r5 / r7 heads are trained (their zero-initialised branches get no gradient at the first step)
         heads = [g for n, g in zip(names, got) if n in ("image_encoder.rkhs5.shortcut.weight",
                                                          "image_encoder.rkhs7.shortcut.weight")]

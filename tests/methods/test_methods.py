@@ -157,12 +157,12 @@ def test_inter_term_zero_without_any_caption(tok):
 
 def test_unknown_method_is_config_error_listing_methods(tok):
     cfg = cfg_for("amdim")
-    cfg.train.method = "simclr"
+    cfg.train.method = "byol"
     with pytest.raises(ConfigError) as info:
         build_method(cfg, TASKS, tok.vocab_size)
     msg = str(info.value)
-    assert "simclr" in msg
-    for name in ("amdim", "tvdim", "tvdim-nce", "clip", "supervised"):
+    assert "byol" in msg
+    for name in ("amdim", "tvdim", "tvdim-nce", "clip", "simclr", "slip", "siglip", "supervised"):
         assert name in msg
 
 
@@ -266,8 +266,8 @@ def test_mlp_head_is_amdims():
 
 def test_error_messages_name_the_choices(tok):
     cfg = cfg_for("amdim")
-    cfg.train.method = "simclr"
-    with pytest.raises(ConfigError, match=r"valid methods: amdim, tvdim, tvdim-nce, clip, random, supervised$"):
+    cfg.train.method = "byol"
+    with pytest.raises(ConfigError, match=r"valid methods: amdim, tvdim, tvdim-nce, clip, simclr, slip, siglip, random, supervised$"):
         build_method(cfg, TASKS, tok.vocab_size)
     with pytest.raises(ValueError, match=r"^method 'supervised' needs labelled training data"):
         build_method(cfg_for("supervised"), {}, None)

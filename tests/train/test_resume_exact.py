@@ -60,9 +60,10 @@ def test_resume_exact_when_step_uses_no_global_rng(tmp_path, tokenizer_file):
         assert torch.allclose(ga["exp_avg"], gb["exp_avg"], atol=1e-6)
 
 
-@pytest.mark.parametrize("method", ["amdim", "tvdim"])
-def test_resume_exact(method, tmp_path, tokenizer_file):
-    sa, sb = run_pair(method, tmp_path, tokenizer_file)
+@pytest.mark.parametrize("method, extra", [("amdim", []), ("tvdim", []), ("simclr", []), ("slip", []),
+                                           ("siglip", []), ("slip", ["model.backbone=resnet10t"])])
+def test_resume_exact(method, extra, tmp_path, tokenizer_file):
+    sa, sb = run_pair(method, tmp_path, tokenizer_file, *extra)
     assert_same_model(sa, sb)
 
 

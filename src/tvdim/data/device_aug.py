@@ -31,20 +31,26 @@ from torchvision import transforms as T
 from torchvision.ops import roi_align
 
 from ..errors import ConfigError
-from .transforms import MEAN, STD
+from .transforms import MEAN, MIN_SIZE, STD, hue_jitter
 
-BASE = {32: 32, 64: 128, 128: 256}  # worker output side: the smallest crop (scale 0.3) is then about the model size
-HUE = {32: 0.2, 64: 0.2, 128: 0.1}
+BASE = {32: 32, 64: 128, 128: 256}  # worker output side at AMDIM's sizes (see base_side)
 JITTER, JITTER_P, GRAY_P, FLIP_P = 0.4, 0.8, 0.25, 0.5
 SCALE, RATIO, PAD = (0.3, 1.0), (0.7, 1.4), 4
 GRAY_WEIGHTS = (0.2989, 0.587, 0.114)  # torchvision's rgb_to_grayscale
 
 
+def base_side(size: int) -> int:
+    """Side of the uint8 square the workers prepare: the size itself up to 32 px (pad-and-crop views), twice the
+    size above, so that the smallest random-resized crop (scale 0.3) is about the model size (AMDIM's 64 -> 128,
+    128 -> 256)."""
+    if size < MIN_SIZE:
+        raise ConfigError(f"no augmentation for image size {size}; use at least {MIN_SIZE} px")
+    return size if size <= 32 else 2 * size
+
+
 def base_transform(size: int) -> T.Compose:
-    """Worker side: PIL -> uint8 ``[3, b, b]`` (shorter side resized to ``b = BASE[size]``, centre crop)."""
-    if size not in BASE:
-        raise ConfigError(f"no AMDIM augmentation for image size {size}; use 32, 64 or 128")
-    b = BASE[size]
+    """Worker side: PIL -> uint8 ``[3, b, b]`` (shorter side resized to ``b = base_side(size)``, centre crop)."""
+    b = base_side(size)
     return T.Compose([T.Resize(b, interpolation=T.InterpolationMode.BICUBIC), T.CenterCrop(b), T.PILToTensor()])
 
 
@@ -235,12 +241,11 @@ class DeviceViews:
     :meth:`draw` (CPU) and :meth:`apply` (device) are the two halves of a call."""
 
     def __init__(self, size: int) -> None:
-        if size not in BASE:
-            raise ConfigError(f"no AMDIM augmentation for image size {size}; use 32, 64 or 128")
-        self.size, self.hue = size, HUE[size]
+        base_side(size)  # checks the size
+        self.size, self.hue = size, hue_jitter(size)
 
     def _draw_view(self, n: int, height: int, width: int, g: torch.Generator) -> ViewParams:
-        if self.size == 32:
+        if self.size <= 32:
             high = torch.tensor([height + 2 * PAD - self.size + 1, width + 2 * PAD - self.size + 1])
             geometry = _randint(high.expand(n, 2), g)
         else:
@@ -253,7 +258,7 @@ class DeviceViews:
         return PairParams(flip, self._draw_view(n, height, width, g), self._draw_view(n, height, width, g))
 
     def _view(self, x: torch.Tensor, p: ViewParams) -> torch.Tensor:
-        if self.size == 32:
+        if self.size <= 32:
             v = pad_crop(x, p.geometry, self.size)
         else:
             v = resized_crop(x, p.geometry, self.size)

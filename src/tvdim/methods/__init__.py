@@ -6,10 +6,11 @@ from typing import Callable
 
 from ..config import Config
 from ..errors import ConfigError
-from ..method_spec import METHOD_SPECS
+from ..method_spec import METHOD_SPECS, resolve_terms
 from .base import Method, StepOutput
 from .contrastive import ContrastiveMethod
 from .supervised import SupervisedMethod
+
 
 def method_class(name: str) -> Callable[..., Method]:
     """The constructor of a method of the spec table (method_spec.py): the supervised one, or the contrastive one
@@ -17,14 +18,21 @@ def method_class(name: str) -> Callable[..., Method]:
     spec = METHOD_SPECS[name]
     if spec.supervised:
         return SupervisedMethod
-    return partial(ContrastiveMethod, name=name, intra=spec.intra == "amdim", inter=spec.inter)
+    return partial(ContrastiveMethod, name=name)
 
 
 REGISTRY: dict[str, Callable[..., Method]] = {name: method_class(name) for name in METHOD_SPECS}
 
 
-def uses_text(name: str) -> bool:
-    return name in METHOD_SPECS and METHOD_SPECS[name].needs_text
+def uses_text(method: str | Config) -> bool:
+    """Whether a method (a preset name) or a run (its config: ``loss.inter_term`` may add or remove text)
+    trains an image-text term."""
+    if isinstance(method, Config):
+        name = method.train.method
+        if name not in METHOD_SPECS or METHOD_SPECS[name].supervised:
+            return False
+        return resolve_terms(name, method.loss.intra_term, method.loss.inter_term)[1] != "none"
+    return method in METHOD_SPECS and METHOD_SPECS[method].needs_text
 
 
 def build_method(cfg: Config, tasks: dict[str, int] | None = None, vocab_size: int | None = None) -> Method:

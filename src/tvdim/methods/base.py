@@ -11,12 +11,12 @@ import torch
 from torch import nn
 
 from ..config import Config
+from ..distributed import global_mean_share
 from ..errors import ConfigError
 from ..losses import classifier_loss
 from ..models.backbones import build_image_encoder
 from ..models.hf_text import PretrainedTextEncoder
 from ..models.text import TextEncoder
-from ..distributed import global_mean_share
 
 
 @dataclass
@@ -29,19 +29,22 @@ class StepOutput:
     metrics: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
-def build_text_encoder(cfg: Config, vocab_size: int | None, method: str) -> TextEncoder | PretrainedTextEncoder:
-    """Our Transformer trained from scratch, or the local Hugging Face model of ``text.pretrained``."""
+def build_text_encoder(cfg: Config, vocab_size: int | None, method: str,
+                       n_out: int | None = None) -> TextEncoder | PretrainedTextEncoder:
+    """Our Transformer trained from scratch, or the local Hugging Face model of ``text.pretrained``; its features
+    have ``n_out`` (the image feature size; default ``model.n_rkhs``) dimensions."""
     t = cfg.text
+    n_out = n_out or cfg.model.n_rkhs
     if t.freeze and not t.pretrained:
         raise ConfigError("text.freeze=true needs text.pretrained (a local Hugging Face model folder to keep fixed)")
     if t.pretrained:
-        enc = PretrainedTextEncoder.from_folder(t.pretrained, cfg.model.n_rkhs, t.pooling, t.freeze)
+        enc = PretrainedTextEncoder.from_folder(t.pretrained, n_out, t.pooling, t.freeze)
         if enc.max_len and t.max_len > enc.max_len:
             raise ConfigError(f"text.max_len={t.max_len} is more than the {enc.max_len} positions of {t.pretrained}")
         return enc
     if not vocab_size:
         raise ValueError(f"method '{method}' uses text: give the tokenizer's vocab_size")
-    return TextEncoder(vocab_size, cfg.model.n_rkhs, t.max_len, t.dim, t.layers, t.heads, t.dropout, t.pooling)
+    return TextEncoder(vocab_size, n_out, t.max_len, t.dim, t.layers, t.heads, t.dropout, t.pooling)
 
 
 class Method(nn.Module):
@@ -63,10 +66,10 @@ class Method(nn.Module):
         self.image_encoder = build_image_encoder(m)
         self.text_encoder: TextEncoder | PretrainedTextEncoder | None = None
         if self.uses_text:
-            self.text_encoder = build_text_encoder(cfg, vocab_size, self.name)
+            self.text_encoder = build_text_encoder(cfg, vocab_size, self.name, self.image_encoder.n_rkhs)
             if isinstance(self.text_encoder, PretrainedTextEncoder):
                 self.uses_all_parameters = False  # e.g. BERT's pooler: we pool the token states ourselves
-        self.probes = nn.ModuleDict({task: nn.Linear(m.n_rkhs, n) for task, n in tasks.items()})
+        self.probes = nn.ModuleDict({task: nn.Linear(self.image_encoder.n_rkhs, n) for task, n in tasks.items()})
 
     def encoder_parameters(self) -> list[nn.Parameter]:
         """Parameters trained by the method's own losses (everything but the online probes)."""

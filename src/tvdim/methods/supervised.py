@@ -23,7 +23,7 @@ class SupervisedMethod(Method):
         if task not in tasks:
             raise ConfigError(f"train.probe_task '{task}' is not a label of the data; labels: {', '.join(tasks)}")
         self.task = task
-        self.head = mlp_head(cfg.model.n_rkhs, tasks[task])
+        self.head = mlp_head(self.image_encoder.n_rkhs, tasks[task])
 
     def forward(self, batch: dict) -> StepOutput:
         r1 = self.image_encoder(batch["x1"]).r1

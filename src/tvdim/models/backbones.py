@@ -48,9 +48,25 @@ def register_backbone(name: str, spec: Callable[[ModelConfig], dict[str, Any]]
 
 
 def get_backbone(name: str) -> Backbone:
-    if name not in BACKBONES:
-        raise ConfigError(f"unknown model.backbone '{name}'; valid backbones: {', '.join(sorted(BACKBONES))}")
-    return BACKBONES[name]
+    """The registered backbone ``name``; any other name timm knows is a timm backbone (models/timm_backbone.py)."""
+    if name in BACKBONES:
+        return BACKBONES[name]
+    from .timm_backbone import is_timm_model
+
+    if is_timm_model(name):
+        return Backbone(name, _build_timm, _timm_spec)
+    raise ConfigError(f"unknown model.backbone '{name}'; valid backbones: {', '.join(sorted(BACKBONES))} or any "
+                      "timm model name (timm.list_models())")
+
+
+def _timm_spec(m: ModelConfig) -> dict[str, Any]:
+    return {"family": "timm", "image_size": m.image_size, "use_bn": m.use_bn}
+
+
+def _build_timm(image: dict[str, Any]) -> ImageEncoder:
+    from .timm_backbone import TimmEncoder
+
+    return TimmEncoder(str(image["architecture"]), int(image["image_size"]), bool(image.get("use_bn", False)))
 
 
 def image_spec(model: ModelConfig) -> dict[str, Any]:
@@ -60,9 +76,17 @@ def image_spec(model: ModelConfig) -> dict[str, Any]:
 
 def build_image_encoder(image: dict[str, Any] | ModelConfig) -> ImageEncoder:
     """The encoder of an ``image`` dict (an export's config.json) or of a run's :class:`ModelConfig`."""
+    init = ""
     if isinstance(image, ModelConfig):
-        image = image_spec(image)
-    return get_backbone(str(image.get("architecture", "amdim"))).build(image)
+        init, image = image.init, image_spec(image)
+    enc = get_backbone(str(image.get("architecture", "amdim"))).build(image)
+    if init:  # model.init: starting weights of a training run (an export's weights are loaded by its reader)
+        load_init = getattr(enc, "load_init", None)
+        if load_init is None:
+            raise ConfigError(f"model.init is for timm backbones; model.backbone={image['architecture']} has no "
+                              "weights file format")
+        load_init(init)
+    return enc
 
 
 @register_backbone("amdim", spec=lambda m: {"image_size": m.image_size, "ndf": m.ndf, "n_rkhs": m.n_rkhs,

@@ -9,11 +9,12 @@ from torch import nn
 
 class EncoderOutput(NamedTuple):
     """``r1``: ``[B, n_rkhs]`` global feature (evaluated, exported); ``r5``: ``[B, n_rkhs, h, w]`` coarser and
-    ``r7``: ``[B, n_rkhs, h', w']`` finer local feature maps (5x5 and 7x7 for AMDIM) for the multi-scale terms."""
+    ``r7``: ``[B, n_rkhs, h', w']`` finer local feature maps (5x5 and 7x7 for AMDIM) for the multi-scale terms
+    (None when the encoder's ``want_local`` is False and it skips them)."""
 
     r1: torch.Tensor
-    r5: torch.Tensor
-    r7: torch.Tensor
+    r5: torch.Tensor | None
+    r7: torch.Tensor | None
 
 
 class ImageEncoder(nn.Module):
@@ -22,6 +23,7 @@ class ImageEncoder(nn.Module):
 
     image_size: int
     n_rkhs: int
+    want_local: bool = True  # False: an encoder may skip r5 / r7 (returning None) when no loss reads them
 
     def forward(self, x: torch.Tensor) -> EncoderOutput:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -123,7 +123,7 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
     precision = resolve_precision(cfg.train.precision, device)
     torch.manual_seed(cfg.train.seed)
 
-    text_on = uses_text(cfg.train.method)
+    text_on = uses_text(cfg)
     source = build_source(cfg.data, "train", cfg.model.image_size, require_text=text_on)
     tasks = source_tasks(source, cfg.data)
     tokenizer = build_tokenizer(cfg, dinfo, out, state.get("tokenizer") if state else None) if text_on else None
