@@ -15,6 +15,7 @@ class SupervisedMethod(Method):
 
     def __init__(self, cfg: Config, tasks: dict[str, int], vocab_size: int | None = None) -> None:
         super().__init__(cfg, tasks, vocab_size)
+        self.image_encoder.want_local = False  # the classifier reads r1 alone
         if not tasks:
             raise DataError("method 'supervised' needs labelled training data, and this data has no label (set "
                             "data.label_key for a table, a .cls file per sample for shards, or use a "

@@ -64,7 +64,7 @@ def resolve_augment(augment: str, device: torch.device, image_size: int) -> str:
     where the batched path costs about a quarter of the CPU time of the per-image one; at 64 / 128 px on a CPU
     the per-image path is as fast or faster (benchmarks/augment_throughput.py, docs/results.md)."""
     if augment == "auto":
-        return "device" if device.type == "cuda" or image_size == 32 else "cpu"
+        return "device" if device.type == "cuda" or image_size <= 32 else "cpu"
     return augment
 
 
