@@ -4,8 +4,9 @@ lightly's own loss and projection head (same backbone, inputs and optimiser), si
 Rows per (backbone, size, batch): ``simclr`` (NT-Xent), ``slip`` (simclr + image-text InfoNCE), ``amdim`` (AMDIM's
 multi-scale NCE on the last two stages), ``tvdim-nce`` (amdim + InfoNCE) and, when lightly is installed,
 ``lightly-simclr``: ``SimCLRProjectionHead`` + ``NTXentLoss(temperature=0.1)`` on the same timm backbone, Adam with
-tvdim's settings, bf16 autocast on a GPU as ours. Printed: samples/s, step ms, MFU (GPU), peak memory; the text
-term's cost (slip / simclr step time) and lightly-simclr / simclr step time (> 1: ours is faster).
+tvdim's settings, bf16 autocast on a GPU as ours. Printed: samples/s, median step ms, CPU seconds per step (all
+threads; on a CPU the ratios use it, as it moves less than wall time when other work shares the machine), MFU
+(GPU), peak memory; the text term's cost (slip / simclr) and lightly-simclr / simclr (> 1: ours is faster).
 
     python benchmarks/backbone_throughput.py --backbones resnet18,resnet50,vit_small_patch16_224 --sizes 64,128 \
         --batch 128 --steps 3 --warmup 1 --out benchmarks/results/backbone_throughput_cpu.json
@@ -18,6 +19,7 @@ import json
 import platform
 import statistics
 import sys
+import time
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -114,7 +116,8 @@ def main() -> None:
     for backbone in args.backbones.split(","):
         for size in (int(s) for s in args.sizes.split(",")):
             group = {}
-            print(f"-- {backbone} @ {size} px\n{'variant':>15} {'samples/s':>10} {'step ms':>9} {'MFU':>6} {'peak MB':>8}")
+            print(f"-- {backbone} @ {size} px\n{'variant':>15} {'samples/s':>10} {'step ms':>9} {'CPU s':>7} {'MFU':>6} "
+                  f"{'peak MB':>8}")
             for v in variants:
                 gc.collect()
                 if device.type == "cuda":
@@ -122,26 +125,30 @@ def main() -> None:
                     torch.cuda.reset_peak_memory_stats(device)
                 step = (lightly_step(backbone, size, args.batch, device, precision) if v == "lightly-simclr"
                         else tvdim_step(v, backbone, size, args.batch, tok, device, precision))
+                cpu0 = time.process_time()
                 times = time_steps(step, args.steps, args.warmup, device)
+                cpu_s = (time.process_time() - cpu0) / (args.steps + args.warmup)  # all threads, all steps
                 med = statistics.median(times)
                 flops = count_flops(step) if device.type == "cuda" else None
                 u = mfu(flops, med, peak) if flops else None
                 mem = torch.cuda.max_memory_allocated(device) / 2**20 if device.type == "cuda" else None
                 r = {"backbone": backbone, "size": size, "batch": args.batch, "variant": v, "precision": precision,
-                     "median_step_s": med, "samples_per_s": args.batch / med, "mfu": u, "peak_mem_mb": mem,
+                     "median_step_s": med, "cpu_s_per_step": cpu_s, "samples_per_s": args.batch / med, "mfu": u,
+                     "peak_mem_mb": mem,
                      "step_times": times}
                 rows.append(r)
                 group[v] = r
-                print(f"{v:>15} {r['samples_per_s']:>10.1f} {1000 * med:>9.1f} "
+                print(f"{v:>15} {r['samples_per_s']:>10.1f} {1000 * med:>9.1f} {cpu_s:>7.2f} "
                       f"{'-' if u is None else f'{100 * u:.1f}%':>6} {'-' if mem is None else f'{mem:.0f}':>8}", flush=True)
+            key = "median_step_s" if device.type == "cuda" else "cpu_s_per_step"  # CPU time resists a busy machine
             if "simclr" in group and "slip" in group:
-                ratio = group["slip"]["median_step_s"] / group["simclr"]["median_step_s"]
+                ratio = group["slip"][key] / group["simclr"][key]
                 group["slip"]["text_cost"] = ratio - 1
-                print(f"{'':>10} slip / simclr step time = {ratio:.3f} (text term +{100 * (ratio - 1):.1f}%)")
+                print(f"{'':>10} slip / simclr {key} = {ratio:.3f} (text term +{100 * (ratio - 1):.1f}%)")
             if "simclr" in group and "lightly-simclr" in group:
-                ratio = group["lightly-simclr"]["median_step_s"] / group["simclr"]["median_step_s"]
+                ratio = group["lightly-simclr"][key] / group["simclr"][key]
                 group["simclr"]["lightly_over_tvdim_time"] = ratio
-                print(f"{'':>10} lightly-simclr / simclr step time = {ratio:.3f}")
+                print(f"{'':>10} lightly-simclr / simclr {key} = {ratio:.3f}")
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps({"device": name, "torch": torch.__version__, "date": datetime.now(timezone.utc).isoformat(),
