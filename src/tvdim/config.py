@@ -272,7 +272,8 @@ def validate(cfg: Config) -> Config:
                "loss.learn_scale": (cfg.loss.learn_scale, ("auto", "on", "off"))}
     for key, (value, allowed) in choices.items():
         if value not in allowed:
-            raise ConfigError(f"config key '{key}' = {value!r}; valid values: {', '.join(allowed)}")
+            shown = ", ".join(v if v else "'' (the method's own)" for v in allowed)
+            raise ConfigError(f"config key '{key}' = {value!r}; valid values: {shown}")
     if cfg.train.steps < 1 or cfg.train.batch_size < 2:
         raise ConfigError("train.steps must be >= 1 and train.batch_size >= 2 (contrastive losses need negatives)")
     if cfg.loss.robust_memory < 1 or cfg.loss.robust_warmup < 0 or not cfg.loss.robust_drop < 1.0:
