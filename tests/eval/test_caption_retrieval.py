@@ -5,7 +5,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from tvdim.eval.caption_retrieval import caption_retrieval, multi_caption_recall
+from tvdim.eval.caption_retrieval import caption_retrieval, chance_recall, multi_caption_recall
 from tvdim.eval.retrieval import retrieval_recall
 
 
@@ -179,4 +179,26 @@ def test_owner_is_checked(owner, msg):
 
 def test_one_image_one_caption_is_found():
     r = multi_caption_recall(torch.ones(1, 3), torch.ones(1, 3), torch.tensor([0]), ks=(1,))
-    assert r == {"i2t_R@1": 1.0, "i2t_medr": 1.0, "t2i_R@1": 1.0, "t2i_medr": 1.0}
+    assert r == {"i2t_R@1": 1.0, "i2t_medr": 1.0, "t2i_R@1": 1.0, "t2i_medr": 1.0, "i2t_chance_R@1": 1.0,
+                 "t2i_chance_R@1": 1.0}
+
+
+def test_chance_recall_by_hand():
+    """Image -> text: 1 - C(M - c, k) / C(M, k) averaged over images; text -> image: k / N."""
+    r = chance_recall(torch.tensor([1, 3]), ks=(1, 2))  # M = 4 captions, N = 2 images
+    assert r["i2t_chance_R@1"] == pytest.approx(((1 - 3 / 4) + (1 - 1 / 4)) / 2)
+    assert r["i2t_chance_R@2"] == pytest.approx(((1 - 3 / 6) + (1 - 0 / 6)) / 2)
+    assert r["t2i_chance_R@1"] == 0.5 and r["t2i_chance_R@2"] == 1.0
+    assert chance_recall(torch.tensor([5] * 247), ks=(10,))["i2t_chance_R@10"] == pytest.approx(0.0399, abs=1e-4)
+
+
+def test_random_features_score_at_chance():
+    """Random image and caption features: recall averaged over draws is the chance level (within 1 point)."""
+    owner = torch.arange(600) % 120
+    g = torch.Generator().manual_seed(0)
+    runs = [multi_caption_recall(torch.randn(120, 8, generator=g), torch.randn(600, 8, generator=g), owner)
+            for _ in range(40)]
+    for key in ("i2t_R@10", "t2i_R@10", "i2t_R@1", "t2i_R@5"):
+        way, k = key.split("_")
+        mean = sum(r[key] for r in runs) / len(runs)
+        assert mean == pytest.approx(runs[0][f"{way}_chance_{k}"], abs=0.01), key

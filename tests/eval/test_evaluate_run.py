@@ -14,6 +14,8 @@ TINY = ["model.ndf=8", "model.n_rkhs=32", "model.n_depth=1", "train.batch_size=8
         "data.synth_test=32", "text.dim=32", "text.layers=1", "text.vocab_size=200", "train.progress=false",
         "eval.linear_epochs=2", "eval.mlp_epochs=2", "train.device=cpu", "train.steps=2"]
 
+RETRIEVAL_HEAD = "i2t R@1/5/10 (chance R@10) | t2i R@1/5/10 (chance R@10) | medr i2t / t2i"
+
 
 
 @pytest.fixture(scope="module")
@@ -78,8 +80,10 @@ def test_extract_features_leaves_bn_running_stats(ckpts):
 
 def test_markdown_table_rows():
     rows = {"a": {"tasks": {"shape": {"linear": 0.5, "mlp": 0.25, "knn": 1.0}}},
-            "b": {"tasks": {}, "retrieval": {"i2t_R@1": 0.1, "t2i_R@1": 0.2}}}
+            "b": {"tasks": {}, "retrieval": {"i2t_R@1": 0.1, "t2i_R@1": 0.2, "i2t_R@5": 0.3, "t2i_R@5": 0.4,
+                                            "i2t_R@10": 0.5, "t2i_R@10": 0.6, "i2t_chance_R@10": 0.04,
+                                            "t2i_chance_R@10": 0.05, "i2t_medr": 7.0, "t2i_medr": 12.0}}}
     lines = markdown_table(rows).splitlines()
-    assert lines[0] == "| method | shape linear | shape MLP | shape kNN | R@1 i2t / t2i |"
-    assert lines[2] == "| a | 50.0 | 25.0 | 100.0 | - |"
-    assert lines[3] == "| b | - | - | - | 10.0 / 20.0 |"
+    assert lines[0] == f"| method | shape linear | shape MLP | shape kNN | {RETRIEVAL_HEAD} |"
+    assert lines[2] == "| a | 50.0 | 25.0 | 100.0 | - | - | - |"
+    assert lines[3] == "| b | - | - | - | 10.0 / 30.0 / 50.0 (4.0) | 20.0 / 40.0 / 60.0 (5.0) | 7 / 12 |"

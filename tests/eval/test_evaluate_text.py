@@ -22,6 +22,8 @@ TINY = ["model.ndf=8", "model.n_rkhs=32", "model.n_depth=1", "train.batch_size=8
         "eval.linear_epochs=1", "eval.mlp_epochs=1", "train.device=cpu", "train.steps=2",
         "eval.logreg_cs=[0.01, 1.0]", "eval.few_shot=0"]
 
+RETRIEVAL_HEAD = "i2t R@1/5/10 (chance R@10) | t2i R@1/5/10 (chance R@10) | medr i2t / t2i"
+
 
 @pytest.fixture(scope="module")
 def ckpts(tmp_path_factory):
@@ -70,7 +72,7 @@ def test_label_free_cli_prints_retrieval(ckpts, unlabelled, capsys):
     code = main(["evaluate", str(ckpts["tvdim"]), "data.format=jsonl", f"data.path={root / 'missing.jsonl'}",
                  f"data.root={root}", f"data.eval_test_path={two}", "data.caption_key=caption"])
     out = capsys.readouterr().out
-    assert code == 0 and "R@1 i2t / t2i" in out
+    assert code == 0 and "i2t R@1/5/10 (chance R@10)" in out
 
 
 def test_neither_labels_nor_captions_is_one_clear_error(ckpts, unlabelled, capsys):
@@ -137,6 +139,6 @@ def test_markdown_table_extra_columns_only_when_present():
     rows = {"a": {"tasks": {"shape": {"linear": 0.5, "mlp": 0.25, "knn": 1.0, "zeroshot": 0.75}}},
             "b": {"tasks": {"shape": {"zeroshot": 0.125}}}}
     lines = markdown_table(rows).splitlines()
-    assert lines[0] == "| method | shape linear | shape MLP | shape kNN | shape zero-shot | R@1 i2t / t2i |"
-    assert lines[2] == "| a | 50.0 | 25.0 | 100.0 | 75.0 | - |"
-    assert lines[3] == "| b | - | - | - | 12.5 | - |"
+    assert lines[0] == f"| method | shape linear | shape MLP | shape kNN | shape zero-shot | {RETRIEVAL_HEAD} |"
+    assert lines[2] == "| a | 50.0 | 25.0 | 100.0 | 75.0 | - | - | - |"
+    assert lines[3] == "| b | - | - | - | 12.5 | - | - | - |"

@@ -12,6 +12,7 @@ per image this is ordinary pairwise retrieval.
 """
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,12 +22,30 @@ import torch.nn.functional as F
 from ..loading import embed_texts
 
 
+def chance_recall(captions_per_image: torch.Tensor, ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
+    """Recall@k of a random ranking, the yardstick of :func:`multi_caption_recall` on the same test set.
+
+    ``captions_per_image``: ``[N]`` counts c_i (M = their sum). image->text: image i is found when any of its c_i
+    captions is among k of M captions in random order: ``1 - C(M - c_i, k) / C(M, k)``, averaged over images;
+    text->image: ``min(k, N) / N``. Returns ``{"i2t_chance_R@k", "t2i_chance_R@k"}``.
+    """
+    counts = [int(c) for c in captions_per_image.tolist()]
+    n, m = len(counts), sum(counts)
+    out: dict[str, float] = {}
+    for k in ks:
+        kk = min(k, m)
+        out[f"i2t_chance_R@{k}"] = sum(1 - math.comb(m - c, kk) / math.comb(m, kk) for c in counts) / n
+        out[f"t2i_chance_R@{k}"] = min(k, n) / n
+    return out
+
+
 def multi_caption_recall(img: torch.Tensor, txt: torch.Tensor, owner: torch.Tensor,
                          ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
     """Recall@k and median rank for ``img [N, D]`` and ``txt [M, D]``; caption j describes image ``owner[j]``.
 
     ``owner``: ``[M]`` long in ``[0, N)``, every image owning at least one caption.
-    Returns ``{"i2t_R@k", "t2i_R@k" (fractions), "i2t_medr", "t2i_medr" (1-based median rank)}``.
+    Returns ``{"i2t_R@k", "t2i_R@k" (fractions), "i2t_medr", "t2i_medr" (1-based median rank)}`` and the chance
+    levels of :func:`chance_recall`.
     """
     with torch.no_grad():  # a block, not a decorator: mutmut skips decorated functions
         n, m = img.shape[0], txt.shape[0]
@@ -51,6 +70,7 @@ def multi_caption_recall(img: torch.Tensor, txt: torch.Tensor, owner: torch.Tens
             for k in ks:
                 out[f"{name}_R@{k}"] = ((rank < k) & found).float().mean().item()
             out[f"{name}_medr"] = float((rank + 1).float().median().item())  # lower median, as floor(median)+1
+        out.update(chance_recall(torch.bincount(owner, minlength=n), ks))
         return out
 
 

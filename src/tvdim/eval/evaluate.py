@@ -139,17 +139,28 @@ def markdown_row(name: str, res: dict[str, Any], tasks: list[str],
         r = res.get("tasks", {}).get(t, {})
         cells += [f"{100 * r[k]:.1f}" if r.get(k) is not None else "-" for k in kinds]
     ret = res.get("retrieval")
-    cells += [f"{100 * ret['i2t_R@1']:.1f} / {100 * ret['t2i_R@1']:.1f}" if ret else "-"]
+    cells += [_recalls(ret, "i2t"), _recalls(ret, "t2i"),
+              f"{ret['i2t_medr']:.0f} / {ret['t2i_medr']:.0f}" if ret and "i2t_medr" in ret else "-"]
     return "| " + " | ".join(cells) + " |"
+
+
+def _recalls(ret: dict[str, Any] | None, way: str) -> str:
+    """``R@1 / R@5 / R@10 (chance R@10)`` in %, for one direction of retrieval."""
+    if not ret or f"{way}_R@1" not in ret:
+        return "-"
+    got = " / ".join(f"{100 * ret[f'{way}_R@{k}']:.1f}" if f"{way}_R@{k}" in ret else "-" for k in (1, 5, 10))
+    chance = ret.get(f"{way}_chance_R@10")
+    return got + (f" ({100 * chance:.1f})" if chance is not None else "")
 
 
 def markdown_table(rows: dict[str, dict[str, Any]]) -> str:
     """One row per method: linear / MLP / k-NN accuracy (%) per task (plus logreg and zero-shot when any row has
-    them), retrieval R@1 (image->text / text->image)."""
+    them), retrieval R@1 / R@5 / R@10 each way with the chance R@10 of the same test set, and the median ranks."""
     tasks = sorted({t for r in rows.values() for t in r.get("tasks", {})})
     present = {k for r in rows.values() for row in r.get("tasks", {}).values() for k in row}
     kinds = tuple(k for i, k in enumerate(COLUMNS) if i < 3 or k in present)
-    head = ["method"] + [f"{t} {COLUMNS[k]}" for t in tasks for k in kinds] + ["R@1 i2t / t2i"]
+    head = (["method"] + [f"{t} {COLUMNS[k]}" for t in tasks for k in kinds]
+            + ["i2t R@1/5/10 (chance R@10)", "t2i R@1/5/10 (chance R@10)", "medr i2t / t2i"])
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     lines += [markdown_row(name, res, tasks, kinds) for name, res in rows.items()]
     return "\n".join(lines)
