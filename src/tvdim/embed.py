@@ -16,6 +16,7 @@ rows that were embedded, in the same order as the features.
 from __future__ import annotations
 
 import json
+import sys
 import logging
 from collections.abc import Iterator
 from pathlib import Path
@@ -164,7 +165,8 @@ def embed_image_source(model: Any, source: Any, batch_size: int = 256, device: s
                         collate_fn=_collate)
     keys: list[str] = []
     feats: list[torch.Tensor] = []
-    with tqdm(total=len(source), unit="img", desc="embed images", disable=not progress, dynamic_ncols=True) as bar:
+    bar_off = not progress or not sys.stderr.isatty()  # no bar redraws into a log file
+    with tqdm(total=len(source), unit="img", desc="embed images", disable=bar_off, dynamic_ncols=True) as bar:
         for items in loader:
             good = []
             for it in items:
@@ -203,7 +205,8 @@ def embed_captions(model: Any, captions: Iterator[tuple[str, str] | BadSample], 
         bar.update(len(batch))
         batch.clear()
 
-    with tqdm(unit="caption", desc="embed captions", disable=not progress, dynamic_ncols=True) as bar:
+    bar_off = not progress or not sys.stderr.isatty()  # no bar redraws into a log file
+    with tqdm(unit="caption", desc="embed captions", disable=bar_off, dynamic_ncols=True) as bar:
         for item in captions:
             if isinstance(item, BadSample):
                 tracker.bad(item.key, item.reason, item.count)

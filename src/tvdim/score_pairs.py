@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -40,7 +41,8 @@ def _embed(loaded: Any, source: Any, device: str, batch: int, max_bad: float, pr
             pending.clear()
 
     with torch.no_grad():
-        for i in tqdm(range(len(source)), desc="score-pairs", disable=not progress, dynamic_ncols=True):
+        bar_off = not progress or not sys.stderr.isatty()  # no bar redraws into a log file
+        for i in tqdm(range(len(source)), desc="score-pairs", disable=bar_off, dynamic_ncols=True):
             s = source[i]
             if isinstance(s, BadSample):
                 tracker.bad(s.key, s.reason, s.count)

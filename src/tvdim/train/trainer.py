@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
-from tqdm import tqdm
 
 from .. import distributed as dist_utils
 from ..config import Config, DataConfig, to_plain
@@ -27,6 +26,7 @@ from .compiled import CompiledStep
 from .device import autocast, configure_backends, resolve_augment, resolve_compile, resolve_device, resolve_precision, resolve_workers
 from .loader import build_tokenizer, make_loader, to_device
 from .optim import build_optimizer, optimizer_step
+from .progress import Progress
 from .rundir import RunLock, prepare_run_dir, resume_changes
 from .runlog import STEPS, RunLogger, close_logging, setup_logging
 from .schedule import build_scheduler, lr_factor
@@ -191,8 +191,7 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
     tracker = SkipTracker(cfg.data.max_bad_fraction)
     logger = RunLogger(out, enabled=dinfo.is_main, purge_step=step + 1 if state is not None else None)
     text_params = list(method.text_encoder.parameters()) if method.text_encoder is not None else []
-    bar = tqdm(total=cfg.train.steps, initial=step, disable=not (cfg.train.progress and dinfo.is_main),
-               desc=cfg.train.method, dynamic_ncols=True)
+    bar = Progress(cfg.train.steps, step, cfg.train.progress and dinfo.is_main, cfg.train.method)
     stopped = False
     t_last, n_last, wait = time.perf_counter(), seen, 0.0
     with batches(loader) as it, StopFlag() as stop:
@@ -237,7 +236,7 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
                 steps_log.info("step %d/%d: %s", step, cfg.train.steps, ", ".join(
                     f"{k}={v:.4g}" for k, v in rec.items() if k != "step" and isinstance(v, float)))
                 bar.set_postfix({k.split("/")[-1]: f"{v.item():.3f}" for k, v in res.terms.items()} |
-                                {"img/s": f"{rate:.0f}"}, refresh=False)
+                                {"img/s": f"{rate:.0f}"})
                 t_last, n_last, wait = now, seen, 0.0
             if step % cfg.train.ckpt_every == 0 or step == cfg.train.steps:
                 last_good = checkpoint()
