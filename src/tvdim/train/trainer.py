@@ -29,7 +29,7 @@ from .optim import build_optimizer, optimizer_step
 from .progress import Progress
 from .rundir import RunLock, prepare_run_dir, resume_changes
 from .runlog import STEPS, RunLogger, close_logging, setup_logging
-from .schedule import build_scheduler, lr_factor
+from .schedule import build_scheduler, lr_factor, schedule_warnings
 from .signals import StopFlag, StopWaiting, ignore_stop_signals  # noqa: F401 (ignore_stop_signals: re-exported)
 
 log = logging.getLogger("tvdim.train")
@@ -135,6 +135,10 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
     method.to(device)
     opt = build_optimizer(method, cfg, device)
     sched = build_scheduler(opt, cfg.train.steps, cfg.optim.warmup_steps, cfg.optim.decay_at, cfg.optim.decay_factor)
+    if dinfo.is_main:
+        for warning in schedule_warnings(cfg.train.steps, cfg.optim.warmup_steps, cfg.optim.decay_at,
+                                         cfg.optim.decay_factor):
+            log.warning("%s", warning)
     scaler = torch.amp.GradScaler(device.type, enabled=precision == "fp16")
     step, seen = 0, 0
     if state is not None:
