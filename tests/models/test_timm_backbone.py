@@ -93,6 +93,22 @@ def test_model_init_loads_a_timm_weights_file(tmp_path):
         build_image_encoder(load_config(overrides=[f"model.init={path}"]).model)
 
 
+def test_a_checkpoint_trained_from_model_init_loads_without_that_file(tmp_path):
+    """The checkpoint holds the weights: evaluating or resuming it must not need the starting weights file."""
+    init = tmp_path / "start.safetensors"
+    save_file({k: v.contiguous() for k, v in timm.create_model("resnet10t", num_classes=0).state_dict().items()},
+              str(init))
+    cfg = load_config(overrides=TINY + ["train.method=simclr", "model.backbone=resnet10t", f"model.init={init}",
+                                        f"train.out_dir={tmp_path / 'run'}"])
+    res = pretrain(cfg)
+    init.unlink()
+    loaded = load_method(res.checkpoint)
+    assert loaded.config.model.init == str(init)  # the record of how the run started is kept
+    assert pretrain(load_config(overrides=TINY + ["train.steps=3", "train.method=simclr",
+                                                        "model.backbone=resnet10t", f"model.init={init}",
+                                                        f"train.out_dir={tmp_path / 'run'}"]), resume="latest").step == 3
+
+
 def test_unknown_backbone_names_timm():
     with pytest.raises(ConfigError, match="unknown model.backbone 'resnet_nope'.*any timm model name"):
         build_image_encoder(load_config(overrides=["model.backbone=resnet_nope"]).model)

@@ -13,7 +13,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .. import distributed as dist_utils
-from ..config import Config, DataConfig, to_plain
+from ..config import Config, DataConfig, replace, to_plain
 from ..data.classes import label_tasks
 from ..data.device_aug import DeviceViews, step_seed
 from ..data.pipeline import batches, next_batch
@@ -127,7 +127,9 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
     source = build_source(cfg.data, "train", cfg.model.image_size, require_text=text_on)
     tasks = source_tasks(source, cfg.data)
     tokenizer = build_tokenizer(cfg, dinfo, out, state.get("tokenizer") if state else None) if text_on else None
-    method = build_method(cfg, {t: len(names) for t, names in tasks.items()}, tokenizer.vocab_size if tokenizer else None)
+    build_cfg = replace(cfg, model={"init": ""}) if state is not None and cfg.model.init else cfg  # resumed weights
+    method = build_method(build_cfg, {t: len(names) for t, names in tasks.items()},
+                          tokenizer.vocab_size if tokenizer else None)
     if cfg.model.channels_last:
         method = method.to(memory_format=torch.channels_last)
     if dinfo.world_size > 1:  # global-batch BatchNorm keeps N ranks equivalent to one process on the same batch
