@@ -35,7 +35,7 @@ from .data.eval_image import EvalImage
 from .data.transforms import MEAN, STD, eval_resize
 from .errors import CheckpointError, ConfigError, TvdimError
 from .eval.evaluate import markdown_table
-from .loading import embed_images, embed_texts
+from .loading import embed_images, embed_texts, load_method
 from .method_spec import METHOD_SPECS
 from .models.backbones import BACKBONES, build_image_encoder, get_backbone, image_spec
 from .models.hf_text import PretrainedTextEncoder
@@ -54,7 +54,8 @@ PAPER = "https://arxiv.org/abs/2106.01797"
 
 
 class TvdimModel(nn.Module, PyTorchModelHubMixin, library_name="tvdim", tags=["tvdim", "amdim", "self-supervised"]):
-    """Exported encoders: ``image_encoder`` (an encoder of the backbone registry, :mod:`tvdim.models.backbones`), ``text_encoder`` and ``tokenizer`` (None for
+    """Exported encoders: ``image_encoder`` (an encoder of the backbone registry, :mod:`tvdim.models.backbones`),
+    ``text_encoder`` and ``tokenizer`` (None for
     image-only methods). The constructor arguments are what ``config.json`` holds (see :func:`export_checkpoint`).
 
     ``model(x)`` and :meth:`encode_images` give ``[N, n_rkhs]`` image features (r1); :meth:`encode_texts` gives
@@ -235,8 +236,6 @@ def export_checkpoint(checkpoint: str | Path, out: str | Path, overwrite: bool =
     step). A non-empty ``out`` is refused unless ``overwrite``; overwriting replaces only the files an export
     writes.
     """
-    from .loading import load_method
-
     out, checkpoint = Path(out), Path(checkpoint)
     if out.exists() and not out.is_dir():
         raise TvdimError(f"--out {out} is a file, not a folder")
