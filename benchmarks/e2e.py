@@ -48,7 +48,8 @@ def steady_state(records: Sequence[dict[str, Any]]) -> dict[str, float]:
 
     Each step record (one with ``samples_per_s``) covers the interval since the previous one: its samples are the
     difference of ``samples_seen``, its seconds ``samples / samples_per_s``, and ``data_wait_s`` the time the loop
-    waited for data in it. The first interval (worker start-up, warm-up) is dropped; the rest are pooled:
+    waited for data in it. The first interval (up to the first record, which a run writes after its first step:
+    worker start-up, warm-up) is dropped; the rest are pooled:
     ``samples_per_s = sum(samples) / sum(seconds)``, ``data_wait_fraction = sum(data_wait_s) / sum(seconds)``.
     Other records (``data_quality``, ``stopped``) are ignored. Needs at least two step records.
     """

@@ -68,8 +68,10 @@ def test_tiny_run_on_synthetic_data(e2e, tmp_path):
     assert [r["workers"] for r in saved["rows"]] == ["0", "auto"]
     for r in saved["rows"]:
         run = r["e2e"]
-        assert run["intervals"] == steps // log_every - 1
-        assert run["samples"] == (steps - log_every) * batch  # the first interval is left out
+        # records at step 1 (a run's first step is always logged), then every log_every steps; the first
+        # interval (step 1: start-up) is dropped
+        assert run["intervals"] == steps // log_every
+        assert run["samples"] == (steps - 1) * batch  # the first interval (step 1) is left out
         assert r["e2e_samples_per_s"] == pytest.approx(run["samples"] / run["seconds"])
         assert r["step_samples_per_s"] == step["samples_per_s"]
         assert r["ratio"] == pytest.approx(r["e2e_samples_per_s"] / r["step_samples_per_s"])

@@ -200,6 +200,7 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
     bar = Progress(cfg.train.steps, step, cfg.train.progress and dinfo.is_main, cfg.train.method)
     stopped = False
     t_last, n_last, wait = time.perf_counter(), seen, 0.0
+    first_step, t_first = step + 1, None  # the first step of this process is logged (no 10-step silence)
     with batches(loader) as it, StopFlag() as stop:
         while step < cfg.train.steps:
             t0 = time.perf_counter()
@@ -231,7 +232,12 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
             status["step"] = step
             seen += batch["n"] * dinfo.world_size
             bar.update(1)
-            if step % cfg.train.log_every == 0 or step == cfg.train.steps:
+            if step == first_step + 3 and step < cfg.train.steps and t_first is not None:
+                per_step = (time.perf_counter() - t_first) / 3
+                log.info("estimated time to finish: %s for the remaining %d steps (%.2f s a step over steps %d-%d)",
+                         _duration(per_step * (cfg.train.steps - step)), cfg.train.steps - step, per_step,
+                         first_step + 1, step)
+            if step == first_step or step % cfg.train.log_every == 0 or step == cfg.train.steps:
                 now = time.perf_counter()
                 rate = (seen - n_last) / max(now - t_last, 1e-9)
                 rec = {"step": step, "samples_seen": seen, "lr": opt.param_groups[0]["lr"],
@@ -244,6 +250,8 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
                 bar.set_postfix({k.split("/")[-1]: f"{v.item():.3f}" for k, v in res.terms.items()} |
                                 {"img/s": f"{rate:.0f}"})
                 t_last, n_last, wait = now, seen, 0.0
+                if step == first_step:
+                    t_first = now
             if step % cfg.train.ckpt_every == 0 or step == cfg.train.steps:
                 last_good = checkpoint()
             # ranks agree on a stop every log_every steps (a collective; one process checks every step)
@@ -260,6 +268,15 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
     if tracker.n_bad:
         log.warning("skipped %d unusable samples of %d: %s", tracker.n_bad, tracker.seen, tracker.summary())
     return PretrainResult(out, last_good or checkpoint(), step, stopped)
+
+
+def _duration(seconds: float) -> str:
+    """``42 s``, ``13 min``, ``2.5 h``."""
+    if seconds < 90:
+        return f"{seconds:.0f} s"
+    if seconds < 5400:
+        return f"{seconds / 60:.0f} min"
+    return f"{seconds / 3600:.1f} h"
 
 
 __all__ = ["pretrain", "PretrainResult", "source_tasks", "build_optimizer", "make_loader", "optimizer_step"]
