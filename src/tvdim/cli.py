@@ -12,6 +12,7 @@ from typing import Any
 import yaml
 
 from .config import Config, from_dict, load_config, merge, parse_override, read_yaml, to_plain, validate
+from .method_spec import METHOD_SPECS
 from .errors import TvdimError
 
 OVERRIDE_HELP = "config overrides as section.key=value, e.g. train.steps=100 model.ndf=64"
@@ -105,9 +106,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     sub = p.add_subparsers(dest="command", required=True)
 
-    s = sub.add_parser("pretrain", help="pretrain an image encoder (amdim, tvdim, tvdim-nce, clip, supervised)")
+    s = sub.add_parser("pretrain", help="pretrain an image encoder (" + ", ".join(
+        n for n, spec in METHOD_SPECS.items() if spec.trained) + ")")
     s.add_argument("--config", help="YAML config file")
-    s.add_argument("--method", help="shortcut for train.method=...")
+    s.add_argument("--method", help="shortcut for train.method=...: " + "; ".join(
+        f"{n}: {spec.display}" for n, spec in METHOD_SPECS.items()))
     s.add_argument("--out", help="shortcut for train.out_dir=...")
     s.add_argument("--resume", help="'latest' (the run folder's last checkpoint) or a checkpoint path; the "
                    "saved config is used, with the --config file and overrides given here on top")

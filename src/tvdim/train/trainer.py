@@ -20,6 +20,7 @@ from ..data.pipeline import batches, next_batch
 from ..data.quality import SkipTracker
 from ..data.sources import build_source
 from ..errors import CheckpointError, ConfigError, NonFiniteLossError, TvdimError
+from ..method_spec import METHOD_SPECS
 from ..methods import build_method, uses_text
 from .checkpoint import FOR_RESUME, load_checkpoint, nonfinite_tensors, resolve_resume, rng_state, save_checkpoint, set_rng_state
 from .compiled import CompiledStep
@@ -179,7 +180,7 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
         dist_utils.barrier()
         return path
 
-    if cfg.train.method == "random" or step >= cfg.train.steps:
+    if not METHOD_SPECS[cfg.train.method].trained or step >= cfg.train.steps:
         return PretrainResult(out, checkpoint(), step)
     model: Any = method
     if dinfo.world_size > 1:
