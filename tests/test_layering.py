@@ -13,7 +13,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # bottom -> top; a module belongs to the first layer with a prefix of its dotted name
 LAYERS: list[tuple[str, ...]] = [
-    ("tvdim.errors", "tvdim.method_spec"),
+    ("tvdim.errors", "tvdim.method_spec", "tvdim.registry"),
     ("tvdim.config",),
     ("tvdim.distributed",),
     ("tvdim.losses", "tvdim.models"),

@@ -14,7 +14,6 @@ import yaml
 from .errors import ConfigError
 from .method_spec import INTER_TERMS, INTRA_TERMS, METHOD_SPECS
 
-METHODS = tuple(METHOD_SPECS)
 log = logging.getLogger("tvdim.config")
 # Keys that were validated but never read, removed: an old config file or checkpoint holding them still loads (the
 # key is dropped with a logged note).
@@ -392,4 +391,4 @@ def replace(cfg: Config, **sections: dict[str, Any]) -> Config:
 
 
 __all__ = ["Config", "DataConfig", "ModelConfig", "TextConfig", "LossConfig", "OptimConfig", "TrainConfig",
-           "EvalConfig", "load_config", "read_yaml", "from_dict", "replace", "to_plain", "METHODS"]
+           "EvalConfig", "load_config", "read_yaml", "from_dict", "replace", "to_plain"]

@@ -10,7 +10,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .config import Config, from_dict, replace
+from .config import Config, from_dict
 from .data.eval_image import EvalImage
 from .errors import CheckpointError
 from .methods import Method, build_method
@@ -43,9 +43,7 @@ def load_method(path: str | Path, device: str | torch.device = "cpu") -> Loaded:
     cfg = from_dict(state["config"])
     tasks: dict[str, Any] = state.get("tasks") or {}
     tok = CaptionTokenizer.from_json(state["tokenizer"], cfg.text.max_len) if state.get("tokenizer") else None
-    # the checkpoint holds the weights: model.init (the run's starting weights, maybe not on this machine) is not read
-    build_cfg = replace(cfg, model={"init": ""}) if cfg.model.init else cfg
-    method = build_method(build_cfg, {t: len(v) for t, v in tasks.items()}, tok.vocab_size if tok else None)
+    method = build_method(cfg, {t: len(v) for t, v in tasks.items()}, tok.vocab_size if tok else None)
     try:
         method.load_state_dict(state["model"])
     except RuntimeError as exc:

@@ -76,3 +76,18 @@ def test_unknown_format_is_a_config_error_listing_the_registered_ones(lines_form
 def test_registering_a_format_twice_is_refused():
     with pytest.raises(ValueError, match="'csv' is registered twice"):
         register_format("csv")(lambda b: None)
+
+
+def test_image_readers_get_the_decoding_settings(tmp_path):
+    """build_source passes the training size (JPEG draft decoding) and the pixel limit to a table reader."""
+    import numpy as np
+
+    Image.fromarray(np.random.default_rng(0).integers(0, 255, (512, 512, 3), dtype=np.uint8)).save(
+        tmp_path / "big.jpg", quality=90)
+    (tmp_path / "pairs.csv").write_text("filepath,title\nbig.jpg,a big picture\n")
+    cfg = DataConfig(format="csv", path=str(tmp_path / "pairs.csv"), root=str(tmp_path))
+    assert build_source(cfg, "train", image_size=None)[0].image.size == (512, 512)
+    drafted = build_source(cfg, "train", image_size=32)[0].image.size
+    assert 32 <= min(drafted) < 512  # decoded at a reduced DCT scale, still at least the training size
+    small = DataConfig(format="csv", path=str(tmp_path / "pairs.csv"), root=str(tmp_path), max_image_pixels=1000)
+    assert isinstance(build_source(small, "train")[0], BadSample)  # over the pixel limit: skipped, not decoded

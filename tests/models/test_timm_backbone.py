@@ -14,7 +14,7 @@ from tvdim.errors import CheckpointError, ConfigError
 from tvdim.eval.evaluate import evaluate
 from tvdim.hub import TIMM_WEIGHTS, export_checkpoint, from_pretrained
 from tvdim.loading import load_method
-from tvdim.models.backbones import build_image_encoder
+from tvdim.models.backbones import build_image_encoder, load_initial_weights
 from tvdim.models.timm_backbone import TimmEncoder, timm_kwargs
 from tvdim.train.trainer import pretrain
 
@@ -81,16 +81,32 @@ def test_model_init_loads_a_timm_weights_file(tmp_path):
     ref = timm.create_model("resnet10t", pretrained=False, num_classes=10)  # with a classifier: ignored
     path = tmp_path / "resnet10t.safetensors"
     save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(path))
-    enc = build_image_encoder(load_config(overrides=["model.backbone=resnet10t", f"model.init={path}"]).model)
+    enc = build_image_encoder(load_config(overrides=["model.backbone=resnet10t"]).model)
+    load_initial_weights(enc, str(path))
     for k, v in enc.body.state_dict().items():
         torch.testing.assert_close(v, ref.state_dict()[k], msg=k)
     partial = {k: v.contiguous() for k, v in ref.state_dict().items() if not k.startswith("layer4.")}
     save_file(partial, str(tmp_path / "partial.safetensors"))
     with pytest.raises(CheckpointError, match="partial.safetensors lacks .* backbone tensors"):
-        build_image_encoder(load_config(overrides=["model.backbone=resnet10t",
-                                                   f"model.init={tmp_path / 'partial.safetensors'}"]).model)
+        load_initial_weights(enc, str(tmp_path / "partial.safetensors"))
     with pytest.raises(ConfigError, match="model.init is for timm backbones"):
-        build_image_encoder(load_config(overrides=[f"model.init={path}"]).model)
+        load_initial_weights(build_image_encoder(load_config().model), str(path))
+
+
+def test_a_fresh_run_starts_from_model_init(tmp_path):
+    """pretrain applies model.init (lr 0: the trained parameters are still the file's); amdim refuses it."""
+    ref = timm.create_model("resnet10t", pretrained=False, num_classes=0)
+    path = tmp_path / "start.safetensors"
+    save_file({k: v.contiguous() for k, v in ref.state_dict().items()}, str(path))
+    cfg = load_config(overrides=TINY + ["train.method=simclr", "model.backbone=resnet10t", f"model.init={path}",
+                                        "optim.lr=0", "optim.probe_lr=0", f"train.out_dir={tmp_path / 'run'}"])
+    body = load_method(pretrain(cfg).checkpoint).method.image_encoder.body
+    for k, v in body.named_parameters():
+        torch.testing.assert_close(v.detach(), dict(ref.named_parameters())[k].detach(), msg=k)
+    with pytest.raises(ConfigError, match="model.init is for timm backbones"):
+        pretrain(load_config(overrides=TINY + ["train.method=amdim", "model.ndf=8", "model.n_rkhs=16",
+                                               "model.n_depth=1", f"model.init={path}",
+                                               f"train.out_dir={tmp_path / 'amdim'}"]))
 
 
 def test_a_checkpoint_trained_from_model_init_loads_without_that_file(tmp_path):

@@ -3,14 +3,12 @@ the readers (data/formats) and :mod:`tvdim.data.sources`; the discovery itself i
 from __future__ import annotations
 
 import json
-import logging
 from pathlib import Path
 
 from ..errors import DataError
 from .sample import BadSample
 
 CLASSES_FILE = "classes.json"
-log = logging.getLogger("tvdim.data")
 
 
 def read_class_names(path: str | Path) -> list[str]:

@@ -79,9 +79,8 @@ def build_source(cfg: DataConfig, split: str = "train", image_size: int | None =
         return FORMATS["synthetic"].build(Build(cfg, split, "", image_size, False, 0))
     path = split_path(cfg, split)
     need_text = split == "train" if require_text is None else require_text
-    common = {"max_pixels": cfg.max_image_pixels, "draft_size": image_size}
     n_classes = file_class_count(cfg, split)  # labels outside classes.json become counted bad samples
-    return FORMATS[cfg.format].build(Build(cfg, split, path, image_size, need_text, n_classes, download, common))
+    return FORMATS[cfg.format].build(Build(cfg, split, path, image_size, need_text, n_classes, download))
 
 
 def iter_samples(cfg: DataConfig, split: str = "train", image_size: int | None = None,

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import torch
 
 from ..config import EvalConfig
+from ..registry import register
 from . import logistic
 from . import probes as P
 
@@ -38,10 +39,7 @@ PROBES: dict[str, Probe] = {}
 
 def register_probe(name: str) -> Callable[[Probe], Probe]:
     def add(fn: Probe) -> Probe:
-        if name in PROBES:
-            raise ValueError(f"probe '{name}' is registered twice")
-        PROBES[name] = fn
-        return fn
+        return register(PROBES, name, fn, "probe")
     return add
 
 

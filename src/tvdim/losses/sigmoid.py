@@ -1,6 +1,8 @@
 """SigLIP's pairwise sigmoid image-text loss (Zhai et al. 2023)."""
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 
@@ -18,7 +20,7 @@ def sigmoid_rows(s_i2t: torch.Tensor, pos_offset: int = 0, log_scale: torch.Tens
     b, n = s_i2t.shape
     pos = torch.arange(b, device=s_i2t.device) + pos_offset
     own = F.one_hot(pos, n).bool()
-    scale = log_scale.exp() if isinstance(log_scale, torch.Tensor) else torch.tensor(log_scale).exp()
+    scale = log_scale.float().exp() if isinstance(log_scale, torch.Tensor) else math.exp(log_scale)
     logits = s_i2t.float() * scale + bias
     signs = own.float() * 2 - 1
     per_pair = -F.logsigmoid(signs * logits)

@@ -21,9 +21,6 @@ def method_class(name: str) -> Callable[..., Method]:
     return partial(ContrastiveMethod, name=name)
 
 
-REGISTRY: dict[str, Callable[..., Method]] = {name: method_class(name) for name in METHOD_SPECS}
-
-
 def uses_text(method: str | Config) -> bool:
     """Whether a method (a preset name) or a run (its config: ``loss.inter_term`` may add or remove text)
     trains an image-text term."""
@@ -43,4 +40,4 @@ def build_method(cfg: Config, tasks: dict[str, int] | None = None, vocab_size: i
     return method_class(name)(cfg, tasks or {}, vocab_size)
 
 
-__all__ = ["Method", "StepOutput", "build_method", "method_class", "uses_text", "REGISTRY"]
+__all__ = ["Method", "StepOutput", "build_method", "method_class", "uses_text"]

@@ -22,6 +22,7 @@ from typing import Any
 
 from ..config import ModelConfig
 from ..errors import ConfigError
+from ..registry import register
 from .encoder import AmdimEncoder
 from .image_encoder import EncoderOutput, ImageEncoder
 
@@ -40,9 +41,7 @@ def register_backbone(name: str, spec: Callable[[ModelConfig], dict[str, Any]]
                       ) -> Callable[[Callable[[dict[str, Any]], ImageEncoder]], Callable[[dict[str, Any]], ImageEncoder]]:
     """Decorator: register ``build(image_dict) -> encoder`` under ``name`` (``model.backbone=name``)."""
     def add(build: Callable[[dict[str, Any]], ImageEncoder]) -> Callable[[dict[str, Any]], ImageEncoder]:
-        if name in BACKBONES:
-            raise ValueError(f"backbone '{name}' is registered twice")
-        BACKBONES[name] = Backbone(name, build, spec)
+        register(BACKBONES, name, Backbone(name, build, spec), "backbone")
         return build
     return add
 
@@ -75,18 +74,20 @@ def image_spec(model: ModelConfig) -> dict[str, Any]:
 
 
 def build_image_encoder(image: dict[str, Any] | ModelConfig) -> ImageEncoder:
-    """The encoder of an ``image`` dict (an export's config.json) or of a run's :class:`ModelConfig`."""
-    init = ""
+    """The encoder of an ``image`` dict (an export's config.json) or of a run's :class:`ModelConfig`, with the
+    backbone's own initialisation (``model.init`` is a training run's start: :func:`load_initial_weights`)."""
     if isinstance(image, ModelConfig):
-        init, image = image.init, image_spec(image)
-    enc = get_backbone(str(image.get("architecture", "amdim"))).build(image)
-    if init:  # model.init: starting weights of a training run (an export's weights are loaded by its reader)
-        load_init = getattr(enc, "load_init", None)
-        if load_init is None:
-            raise ConfigError(f"model.init is for timm backbones; model.backbone={image['architecture']} has no "
-                              "weights file format")
-        load_init(init)
-    return enc
+        image = image_spec(image)
+    return get_backbone(str(image.get("architecture", "amdim"))).build(image)
+
+
+def load_initial_weights(encoder: ImageEncoder, path: str) -> None:
+    """``model.init``: start a fresh training run from a weights file in the backbone's own format (timm's for
+    timm backbones). Checkpoints and exports hold their weights, so loading them never reads this file."""
+    load_init = getattr(encoder, "load_init", None)
+    if load_init is None:
+        raise ConfigError(f"model.init is for timm backbones; {type(encoder).__name__} has no weights file format")
+    load_init(path)
 
 
 @register_backbone("amdim", spec=lambda m: {"image_size": m.image_size, "ndf": m.ndf, "n_rkhs": m.n_rkhs,
@@ -97,4 +98,4 @@ def build_amdim(image: dict[str, Any]) -> ImageEncoder:
 
 
 __all__ = ["ImageEncoder", "EncoderOutput", "Backbone", "BACKBONES", "register_backbone", "get_backbone", "image_spec",
-           "build_image_encoder"]
+           "build_image_encoder", "load_initial_weights"]

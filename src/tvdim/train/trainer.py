@@ -13,7 +13,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .. import distributed as dist_utils
-from ..config import Config, DataConfig, replace, to_plain
+from ..config import Config, DataConfig, to_plain
 from ..data.classes import label_tasks
 from ..data.device_aug import DeviceViews, step_seed
 from ..data.pipeline import batches, next_batch
@@ -22,6 +22,7 @@ from ..data.sources import build_source
 from ..errors import CheckpointError, ConfigError, NonFiniteLossError, TvdimError
 from ..method_spec import METHOD_SPECS
 from ..methods import build_method, uses_text
+from ..models.backbones import load_initial_weights
 from .checkpoint import FOR_RESUME, load_checkpoint, nonfinite_tensors, resolve_resume, rng_state, save_checkpoint, set_rng_state
 from .compiled import CompiledStep
 from .device import autocast, configure_backends, resolve_augment, resolve_compile, resolve_device, resolve_precision, resolve_workers
@@ -31,7 +32,7 @@ from .progress import Progress
 from .rundir import RunLock, prepare_run_dir, resume_changes
 from .runlog import STEPS, RunLogger, close_logging, setup_logging
 from .schedule import build_scheduler, lr_factor, schedule_warnings
-from .signals import StopFlag, StopWaiting, ignore_stop_signals  # noqa: F401 (ignore_stop_signals: re-exported)
+from .signals import StopFlag, StopWaiting
 
 log = logging.getLogger("tvdim.train")
 steps_log = logging.getLogger(STEPS)
@@ -128,9 +129,9 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
     source = build_source(cfg.data, "train", cfg.model.image_size, require_text=text_on)
     tasks = source_tasks(source, cfg.data)
     tokenizer = build_tokenizer(cfg, dinfo, out, state.get("tokenizer") if state else None) if text_on else None
-    build_cfg = replace(cfg, model={"init": ""}) if state is not None and cfg.model.init else cfg  # resumed weights
-    method = build_method(build_cfg, {t: len(names) for t, names in tasks.items()},
-                          tokenizer.vocab_size if tokenizer else None)
+    method = build_method(cfg, {t: len(names) for t, names in tasks.items()}, tokenizer.vocab_size if tokenizer else None)
+    if cfg.model.init and state is None:  # a resumed run takes its weights from the checkpoint
+        load_initial_weights(method.image_encoder, cfg.model.init)
     if cfg.model.channels_last:
         method = method.to(memory_format=torch.channels_last)
     if dinfo.world_size > 1:  # global-batch BatchNorm keeps N ranks equivalent to one process on the same batch

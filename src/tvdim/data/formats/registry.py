@@ -14,10 +14,11 @@ Readers are imported inside the builders, so naming the formats loads none of th
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from ...config import DataConfig
+from ...registry import register
 
 
 @dataclass(frozen=True)
@@ -31,7 +32,11 @@ class Build:
     need_text: bool  # a sample without a usable caption is a BadSample
     n_classes: int  # names in classes.json (0 = none): labels outside them become BadSamples
     download: bool = False  # torchvision sets only
-    common: dict[str, Any] = field(default_factory=dict)  # max_pixels, draft_size: for the image-path readers
+
+    @property
+    def common(self) -> dict[str, Any]:
+        """The image-decoding settings every image-path reader takes."""
+        return {"max_pixels": self.cfg.max_image_pixels, "draft_size": self.image_size}
 
 
 @dataclass(frozen=True)
@@ -48,9 +53,7 @@ FORMATS: dict[str, DataFormat] = {}
 def register_format(name: str, files: bool = False, test_from_path: bool = False
                     ) -> Callable[[Callable[[Build], Any]], Callable[[Build], Any]]:
     def add(build: Callable[[Build], Any]) -> Callable[[Build], Any]:
-        if name in FORMATS:
-            raise ValueError(f"data format '{name}' is registered twice")
-        FORMATS[name] = DataFormat(name, build, files, test_from_path)
+        register(FORMATS, name, DataFormat(name, build, files, test_from_path), "data format")
         return build
     return add
 
