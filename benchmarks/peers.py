@@ -12,7 +12,17 @@ ours to choose: ``timm.create_model(BACKBONE, num_classes=0)``, as in a tvdim ru
         --batch 64 --steps 400 --seed 0 --out runs/peers/lightly-simclr-s0
     tvdim evaluate runs/peers/lightly-simclr-s0/checkpoints/last.pt --out runs/peers/lightly-simclr-s0/eval
 
-Not yet here: open_clip's CLIP through its own trainer (issue 21).
+open_clip's CLIP is trained by open_clip's own trainer (``python -m open_clip_train.main``, on CPU here) on the same
+WebDataset shards (their ``.jpg`` / ``.txt``), with a model config whose image tower is the same timm backbone and
+whose text tower has tvdim's text size (``text.dim`` / ``text.layers`` / ``text.heads`` / ``text.max_len``; open_clip
+keeps its own BPE tokenizer), same batch and steps (``--train-num-samples = steps * batch``, one epoch, sampled with
+replacement), warm-up as the tvdim rows, otherwise open_clip's defaults (AdamW lr 5e-4, wd 0.2). Images are
+normalised with tvdim's mean / std so that ``tvdim evaluate``'s one evaluation transform feeds the trunk what it was
+trained on. Its image trunk is saved as a tvdim checkpoint (probes); retrieval and zero-shot go through open_clip's own
+towers (:func:`open_clip_eval`).
+
+    python benchmarks/peers.py --peer open_clip-clip --config configs/rsicd.yaml --shards 'DIR/rsicd-train-{000000..000008}.tar' \
+        --backbone resnet18 --size 64 --batch 64 --steps 400 --seed 0 --out runs/peers/open_clip-s0
 """
 from __future__ import annotations
 
@@ -33,7 +43,9 @@ from tvdim.data.sources import build_source
 from tvdim.methods import build_method
 from tvdim.train.checkpoint import save_checkpoint
 
-PEERS = ("lightly-simclr", "lightly-byol", "lightly-vicreg")
+LIGHTLY = ("lightly-simclr", "lightly-byol", "lightly-vicreg")
+OPEN_CLIP = "open_clip-clip"
+PEERS = (*LIGHTLY, OPEN_CLIP)
 LR = 0.06  # lightly's examples: torch.optim.SGD(model.parameters(), lr=0.06)
 
 
@@ -63,7 +75,7 @@ class PeerModel(torch.nn.Module):
             self.head = VICRegProjectionHead(input_dim=dim, hidden_dim=2048, output_dim=2048, num_layers=2)
             self.criterion = VICRegLoss()
         else:
-            raise ValueError(f"unknown peer {peer!r}; known: {', '.join(PEERS)}")
+            raise ValueError(f"unknown lightly peer {peer!r}; known: {', '.join(LIGHTLY)}")
 
     def loss(self, x0: torch.Tensor, x1: torch.Tensor, progress: float) -> torch.Tensor:
         if self.peer == "lightly-byol":
@@ -144,11 +156,134 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
             log.write(json.dumps(rec) + "\n")
             log.flush()
     log.close()
+    return save_as_tvdim(cfg, body.state_dict(), steps, {"name": peer, "lr": LR, "library": "lightly"}, out)
+
+
+def save_as_tvdim(cfg: Any, body_state: dict[str, torch.Tensor], steps: int, peer: dict[str, Any], out: Path) -> Path:
+    """A tvdim checkpoint (method ``simclr`` of ``cfg``) whose image backbone holds ``body_state``: ``tvdim
+    evaluate`` then scores the peer's backbone with the probes of every other row."""
     method = build_method(cfg)
-    method.image_encoder.body.load_state_dict(body.state_dict())
+    method.image_encoder.body.load_state_dict(body_state)
     state = {"config": to_plain(cfg), "method": cfg.train.method, "model": method.state_dict(), "step": steps,
-             "tokenizer": None, "tasks": {}, "peer": {"name": peer, "lr": LR, "library": "lightly"}}
+             "tokenizer": None, "tasks": {}, "peer": peer}
     return save_checkpoint(out / "checkpoints" / "last.pt", state)
+
+
+def open_clip_config(backbone: str, size: int, text: Any, embed_dim: int) -> dict[str, Any]:
+    """open_clip's model config (``open_clip_config.json`` of a ``local-dir:`` model): the timm ``backbone`` as the
+    image tower with timm's own pooling (as ``timm.create_model(name, num_classes=0)`` in tvdim), a text Transformer
+    of tvdim's text size, and tvdim's normalisation."""
+    from tvdim.data.transforms import MEAN, STD
+
+    return {"model_cfg": {"embed_dim": embed_dim,
+                          "vision_cfg": {"timm_model_name": backbone, "timm_model_pretrained": False, "timm_pool": "",
+                                         "timm_proj": "linear", "image_size": size},
+                          "text_cfg": {"context_length": text.max_len, "vocab_size": 49408, "width": text.dim,
+                                       "heads": text.heads, "layers": text.layers}},
+            "preprocess_cfg": {"mean": list(MEAN), "std": list(STD)}}
+
+
+def open_clip_argv(shards: str, model_dir: Path, logs: Path, batch: int, steps: int, seed: int, warmup: int,
+                   workers: int) -> list[str]:
+    """Arguments of ``python -m open_clip_train.main`` for ``steps`` steps of ``batch`` on CPU, one epoch."""
+    return ["--train-data", shards, "--dataset-type", "webdataset", "--dataset-resampled",
+            "--train-num-samples", str(steps * batch), "--epochs", "1", "--batch-size", str(batch),
+            "--workers", str(workers), "--model", f"local-dir:{model_dir}", "--warmup", str(warmup),
+            "--precision", "fp32", "--device", "cpu", "--seed", str(seed), "--logs", str(logs), "--name", "open_clip",
+            "--save-frequency", "1", "--log-every-n-steps", "10", "--report-to", ""]
+
+
+def train_open_clip(cfg_path: str | None, overrides: list[str], shards: str, backbone: str, size: int, batch: int,
+                    steps: int, seed: int, out: Path, warmup: int = 50, workers: int = 0) -> Path:
+    """Train CLIP with open_clip's own trainer (a subprocess) and write ``out/checkpoints/last.pt`` (its image
+    trunk as a tvdim checkpoint); open_clip's run (log, checkpoint) stays under ``out/open_clip``."""
+    import shutil
+    import subprocess
+
+    import timm
+
+    cfg = load_config(cfg_path, overrides + [f"model.backbone={backbone}", f"model.image_size={size}",
+                                             "train.method=simclr", f"train.seed={seed}", f"train.out_dir={out}",
+                                             f"train.batch_size={batch}", f"train.steps={steps}"])
+    dim = timm.create_model(backbone, pretrained=False, num_classes=0).num_features
+    model_dir = out / "open_clip_model"
+    model_dir.mkdir(parents=True, exist_ok=True)
+    (model_dir / "open_clip_config.json").write_text(json.dumps(open_clip_config(backbone, size, cfg.text, dim),
+                                                                indent=1))
+    shutil.rmtree(out / "open_clip", ignore_errors=True)  # open_clip refuses to reuse an experiment name
+    argv = open_clip_argv(shards, model_dir, out, batch, steps, seed, warmup, workers)
+    t0 = time.perf_counter()
+    done = subprocess.run([sys.executable, "-m", "open_clip_train.main", *argv], capture_output=True, text=True)
+    (out / "open_clip_stdout.log").write_text(done.stdout + done.stderr)
+    ckpt = out / "open_clip" / "checkpoints" / "epoch_1.pt"
+    if done.returncode != 0 or not ckpt.exists():
+        raise SystemExit(f"open_clip_train failed (exit {done.returncode}); see {out / 'open_clip_stdout.log'}: "
+                         f"{(done.stderr or done.stdout)[-600:]}")
+    state = open_clip_state(ckpt)
+    trunk = {k[len("visual.trunk."):]: v for k, v in state.items() if k.startswith("visual.trunk.")}
+    with (out / "metrics.jsonl").open("w") as log:
+        log.write(json.dumps({"step": steps, "seconds": round(time.perf_counter() - t0, 1)}) + "\n")
+    return save_as_tvdim(cfg, trunk, steps, {"name": OPEN_CLIP, "library": "open_clip", "argv": argv,
+                                             "open_clip_checkpoint": str(ckpt)}, out)
+
+
+def open_clip_state(ckpt: Path) -> dict[str, torch.Tensor]:
+    """The model weights of an open_clip training checkpoint (``module.`` prefixes of DDP removed)."""
+    raw = torch.load(ckpt, map_location="cpu", weights_only=False)
+    sd = raw.get("state_dict", raw)
+    return {k.removeprefix("module."): v for k, v in sd.items()}
+
+
+class _OpenClipImage(torch.nn.Module):
+    """open_clip's image tower (trunk + projection) as a tvdim image encoder: ``r1`` = its CLIP embedding."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, x: torch.Tensor) -> Any:
+        from tvdim.models.image_encoder import EncoderOutput
+
+        return EncoderOutput(self.model.encode_image(x), None, None)
+
+
+class _OpenClipText(torch.nn.Module):
+    """open_clip's text tower behind tvdim's text-encoder call: ``(ids, mask) -> .sentence``."""
+
+    def __init__(self, model: Any) -> None:
+        super().__init__()
+        self.model = model
+
+    def forward(self, ids: torch.Tensor, mask: torch.Tensor) -> Any:
+        from types import SimpleNamespace
+
+        return SimpleNamespace(sentence=self.model.encode_text(ids))
+
+
+def open_clip_eval(run: Path, data: Any, ecfg: Any, size: int) -> dict[str, Any]:
+    """Retrieval (every caption of the test images, tvdim's counting) and zero-shot accuracy of a trained
+    open_clip run through open_clip's own image and text towers and tokenizer; same test split as ``tvdim
+    evaluate``: ``{"retrieval": {...}, "zeroshot": {task: {...}}}``."""
+    import open_clip
+
+    from tvdim.data.eval_image import eval_source
+    from tvdim.eval.caption_retrieval import caption_retrieval
+    from tvdim.eval.evaluate import add_zeroshot
+    from tvdim.eval.features import extract_features
+    from tvdim.eval.zeroshot import class_names
+
+    name = f"local-dir:{run / 'open_clip_model'}"
+    model = open_clip.create_model(name)
+    model.load_state_dict(open_clip_state(run / "open_clip" / "checkpoints" / "epoch_1.pt"))
+    model.eval()
+    tok = open_clip.get_tokenizer(name)
+    src = eval_source(data, "test", size)
+    te = extract_features(_OpenClipImage(model), src, size, ecfg.probe_batch, "cpu", 0, data.max_bad_fraction, "test")
+    text = (_OpenClipText(model), lambda caps: (tok(caps), torch.ones(len(caps))))  # open_clip masks by itself
+    tasks: dict[str, dict[str, Any]] = {}
+    if ecfg.zeroshot_templates:
+        add_zeroshot(tasks, text, te, class_names(src, data, "test"), ecfg.zeroshot_templates)
+    return {"retrieval": caption_retrieval(*text, te.feats, te.all_captions, ecfg.retrieval_max), "zeroshot": tasks}
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -161,14 +296,23 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--steps", type=int, default=400)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", required=True)
+    ap.add_argument("--shards", default="", help="open_clip-clip: the training shards (.jpg + .txt), brace pattern")
+    ap.add_argument("--warmup", type=int, default=50, help="open_clip-clip: warm-up steps (as the tvdim rows)")
     ap.add_argument("overrides", nargs="*", help="section.key=value (data.* of the tvdim config)")
     args = ap.parse_args(argv)
+    lib = "open_clip_train" if args.peer == OPEN_CLIP else "lightly"
     try:
-        import lightly  # noqa: F401
+        __import__(lib)
     except ImportError:
-        sys.exit('peers: lightly is not installed (pip install -e ".[peers]")')
-    path = train_peer(args.peer, args.config, args.overrides, args.backbone, args.size, args.batch, args.steps,
-                      args.seed, Path(args.out))
+        sys.exit(f'peers: {lib} is not installed (pip install -e ".[peers]")')
+    if args.peer == OPEN_CLIP:
+        if not args.shards:
+            sys.exit("peers: open_clip-clip reads WebDataset shards: give --shards 'DIR/name-{000000..000008}.tar'")
+        path = train_open_clip(args.config, args.overrides, args.shards, args.backbone, args.size, args.batch,
+                               args.steps, args.seed, Path(args.out), args.warmup)
+    else:
+        path = train_peer(args.peer, args.config, args.overrides, args.backbone, args.size, args.batch, args.steps,
+                          args.seed, Path(args.out))
     print(f"wrote {path} (evaluate with: tvdim evaluate {path})")
 
 

@@ -29,10 +29,20 @@ import statistics
 import time
 from datetime import datetime, timezone
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
-EXPERIMENTS = ("main", "noise", "sensitivity", "paired", "pretrained-text")
-NOISE_LEVELS = {"noise": (0.0, 0.25, 0.5, 0.75), "pretrained-text": (0.0, 0.5, 0.75)}  # default --noise-levels
+EXPERIMENTS = ("main", "noise", "sensitivity", "paired", "pretrained-text", "peers")
+NOISE_LEVELS = {"noise": (0.0, 0.25, 0.5, 0.75), "pretrained-text": (0.0, 0.5, 0.75),
+                "peers": (0.0, 0.5)}  # default --noise-levels
+PEER = "peer:"  # a plan's method "peer:NAME" is trained by benchmarks/peers.py (the peer's own code), not by tvdim
+# the peers experiment (issue 21): tvdim's methods on a timm backbone beside lightly's and open_clip's own code
+PEER_ROWS = (("random", "random", []), ("amdim", "amdim", []), ("simclr", "simclr", []), ("tvdim", "tvdim", []),
+             ("tvdim-nce", "tvdim-nce", []), ("slip", "slip", []), ("clip", "clip", []),
+             ("simclr+rank", "simclr", ["loss.inter_term=rank"]), ("lightly-simclr", "peer:lightly-simclr", []),
+             ("lightly-byol", "peer:lightly-byol", []), ("lightly-vicreg", "peer:lightly-vicreg", []),
+             ("open_clip-clip", "peer:open_clip-clip", []))
+PEER_TEXT_ROWS = ("tvdim", "tvdim-nce", "slip", "clip", "simclr+rank", "open_clip-clip")  # also at noise p > 0
 DEFAULT_STEPS = 400  # the CPU regime; other step counts get their own tables ("noise, 1600 steps")
 ROBUST = ("gmm", "small-loss", "storey")  # the robust variants of the image-text term
 
@@ -60,6 +70,10 @@ def plan(experiment: str, noise_levels: tuple[float, ...] | None = None,
         runs += [("hinge=max", "tvdim", ["loss.hinge=max"]), ("global+local", "tvdim", ["loss.local=true"])]
         runs += [("text 4x256", "tvdim", ["text.layers=4", "text.dim=256"])]  # text tower capacity (default 2x128)
         return runs
+    if experiment == "peers":  # clean rows, then the text rows at every swap rate p > 0
+        return [(label, m, list(extra)) for label, m, extra in PEER_ROWS] + [
+            (f"{label} p={p}", m, [*extra, f"noise={p}"]) for p in noise_levels if p > 0
+            for label, m, extra in PEER_ROWS if label in PEER_TEXT_ROWS]
     if experiment == "paired":
         return [(f"paired={f}", "tvdim", [f"data.paired_fraction={f}"]) for f in (0.1, 0.25, 0.5)]  # 1.0 = main
     if experiment == "pretrained-text":  # amdim, then each tvdim run with its own text tower and a frozen MiniLM
@@ -133,11 +147,18 @@ def run(args: argparse.Namespace) -> None:
             elif noise:
                 over.append(f"data.path={noisy_shards(data, out, noise[0])}")
             run_dir = out / "runs" / args.experiment / f"{label.replace(' ', '_')}-s{seed}"
-            cfg = load_config(config_file, base + over + [f"train.method={method}", f"train.seed={seed}",
+            tvdim_method = "simclr" if method.startswith(PEER) else method  # a peer's checkpoint: its backbone
+            cfg = load_config(config_file, base + over + [f"train.method={tvdim_method}", f"train.seed={seed}",
                                                           f"train.out_dir={run_dir}", f"train.probe_task={args.task}"])
             t0 = time.perf_counter()
-            res = pretrain(cfg, overwrite=True)  # a run missing from results.jsonl is redone from the start
-            t1 = time.perf_counter()
+            if method.startswith(PEER):
+                ckpt = _train_peer(method[len(PEER):], base + over, cfg, data, out, noise, args)
+                t1 = time.perf_counter()
+                res = SimpleNamespace(checkpoint=ckpt, stopped_early=False)
+                method = method[len(PEER):]
+            else:
+                res = pretrain(cfg, overwrite=True)  # a run missing from results.jsonl is redone from the start
+                t1 = time.perf_counter()
             if res.stopped_early:  # a stop signal: record nothing for the unfinished run; rerun to redo it
                 print(f"[{args.experiment}] {label} seed {seed}: stopped by a signal at step {res.step}; not "
                       "recorded. Run the same command again to continue the study.", flush=True)
@@ -146,9 +167,11 @@ def run(args: argparse.Namespace) -> None:
                 "experiment": args.experiment, "dataset": args.dataset, "task": args.task, "label": label, "method": method, "seed": seed, "overrides": over,
                 "eval": evaluate(res.checkpoint, device=ev_device, seed=seed), "pretrain_s": round(t1 - t0, 1),
                 "machine": machine, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "settings": {"size": cfg.model.image_size, "steps": cfg.train.steps, "batch": cfg.train.batch_size,
+                "settings": {"backbone": cfg.model.backbone, "size": cfg.model.image_size, "steps": cfg.train.steps, "batch": cfg.train.batch_size,
                              "ndf": cfg.model.ndf, "n_rkhs": cfg.model.n_rkhs, "n_depth": cfg.model.n_depth,
                              "set": args.set}}
+            if method == "open_clip-clip":  # retrieval and zero-shot through open_clip's own towers
+                _merge_open_clip(record["eval"], _peers().open_clip_eval(run_dir, cfg.data, cfg.eval, args.size))
             if args.val:  # settings are chosen on RSICD val, never on test
                 vdata = load_config(config_file, base + over + [
                     f"data.eval_test_path={rsicd}/rsicd-val-{{000000..000001}}.tar"]).data
@@ -162,6 +185,39 @@ def run(args: argparse.Namespace) -> None:
             acc = record["eval"]["tasks"].get(args.task, {})
             print(f"[{args.experiment}] {label} seed {seed}: linear {acc.get('linear', 0):.3f} "
                   f"mlp {acc.get('mlp', 0):.3f} knn {acc.get('knn', 0):.3f} ({record['total_s']} s)", flush=True)
+
+
+def _peers() -> Any:
+    """benchmarks/peers.py, imported from beside this file."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("bench_peers", Path(__file__).with_name("peers.py"))
+    module = importlib.util.module_from_spec(spec)  # type: ignore[arg-type]
+    spec.loader.exec_module(module)  # type: ignore[union-attr]
+    return module
+
+
+def _train_peer(peer: str, overrides: list[str], cfg: Any, data: Path, out: Path, noise: list[float],
+                args: argparse.Namespace) -> Path:
+    """Train one peer with the run's data, backbone, size, batch, steps and seed; its tvdim checkpoint path."""
+    peers = _peers()
+    run_dir = Path(cfg.train.out_dir)
+    common = (cfg.model.backbone, cfg.model.image_size, cfg.train.batch_size, cfg.train.steps, cfg.train.seed, run_dir)
+    if peer != peers.OPEN_CLIP:
+        return peers.train_peer(peer, None, overrides, *common)
+    if noise and noise[0] > 0:  # the same swapped-caption shards as the tvdim rows, as open_clip's '::' list
+        shards = "::".join(str(p) for p in sorted(Path(noisy_shards(data, out, noise[0])).glob("*.tar")))
+    else:
+        shards = str(data / "rsicd" / "rsicd-train-{000000..000008}.tar")
+    return peers.train_open_clip(None, overrides, shards, *common, warmup=cfg.optim.warmup_steps)
+
+
+def _merge_open_clip(ev: dict[str, Any], extra: dict[str, Any]) -> None:
+    """open_clip's own retrieval and zero-shot scores into the ``tvdim evaluate`` result of its trunk."""
+    if extra.get("retrieval"):
+        ev["retrieval"] = extra["retrieval"]
+    for task, row in extra.get("zeroshot", {}).items():
+        ev["tasks"].setdefault(task, {}).update({k: v for k, v in row.items() if k != "n_classes"})
 
 
 def _minilm() -> str:

@@ -1,6 +1,8 @@
-"""benchmarks/peers.py: every lightly peer trains for 2 steps on tiny built-in data and its checkpoint is scored by
-tvdim evaluate (skipped when lightly, the `peers` extra, is not installed)."""
+"""benchmarks/peers.py: every lightly peer and open_clip's trainer run for 2 steps on tiny data and their checkpoints are
+scored by tvdim evaluate (skipped when the `peers` extra, lightly and open_clip_torch[training], is not installed)."""
 from __future__ import annotations
+
+from pathlib import Path
 
 import pytest
 import torch
@@ -18,7 +20,7 @@ DATA = ["data.synth_train=24", "data.synth_test=16", "eval.linear_epochs=1", "ev
         "eval.logreg_cs=[]"]
 
 
-@pytest.mark.parametrize("peer", peers.PEERS)
+@pytest.mark.parametrize("peer", peers.LIGHTLY)
 def test_peer_trains_and_is_evaluated_by_tvdim(peer, tmp_path):
     import timm
 
@@ -36,3 +38,79 @@ def test_peer_trains_and_is_evaluated_by_tvdim(peer, tmp_path):
 def test_unknown_peer_is_refused():
     with pytest.raises(SystemExit):
         peers.main(["--peer", "nope", "--out", "x"])
+
+
+COLOURS = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
+
+
+def _colour_shards(root, n_train: int = 24, n_test: int = 12):
+    """WebDataset shards of coloured squares (``.jpg``, caption ``.txt``, class ``.cls``) and ``classes.json``."""
+    import io
+    import json
+    import tarfile
+
+    from PIL import Image
+
+    def write(path, ids):
+        with tarfile.open(path, "w") as tar:
+            for i in ids:
+                name = list(COLOURS)[i % 3]
+                img = io.BytesIO()
+                Image.new("RGB", (36, 36), COLOURS[name]).save(img, "JPEG")
+                for ext, blob in (("jpg", img.getvalue()), ("txt", f"a {name} square, number {i}".encode()),
+                                  ("cls", str(i % 3).encode())):
+                    info = tarfile.TarInfo(f"k{i:04d}.{ext}")
+                    info.size = len(blob)
+                    tar.addfile(info, io.BytesIO(blob))
+
+    write(root / "train-000000.tar", range(0, n_train // 2))
+    write(root / "train-000001.tar", range(n_train // 2, n_train))
+    write(root / "test-000000.tar", range(1000, 1000 + n_test))
+    (root / "classes.json").write_text(json.dumps(list(COLOURS)))
+    return str(root / "train-{000000..000001}.tar"), str(root / "test-000000.tar")
+
+
+def test_open_clip_peer_trains_with_open_clips_own_trainer(tmp_path):
+    pytest.importorskip("open_clip_train.data", reason="open_clip_torch[training] is not installed")
+    import timm
+
+    train, test = _colour_shards(tmp_path)
+    data = ["data.format=wds", f"data.path={train}", f"data.eval_train_path={train}", f"data.eval_test_path={test}",
+            "data.max_bad_fraction=0", "text.dim=32", "text.layers=1", "text.heads=2", "text.max_len=16", *DATA[2:]]
+    out = tmp_path / "oc"
+    ckpt = peers.train_open_clip(None, data, train, "resnet10t", 32, 4, 2, 0, out, warmup=1)
+    log = (out / "open_clip_stdout.log").read_text()
+    assert "Train Epoch: 0" in log and "Logit Scale" in log  # open_clip's own training loop ran
+    oc_cfg = (out / "open_clip_model" / "open_clip_config.json").read_text()
+    assert '"timm_model_name": "resnet10t"' in oc_cfg and '"width": 32' in oc_cfg and '"context_length": 16' in oc_cfg
+    loaded = load_method(ckpt)
+    oc_state = peers.open_clip_state(out / "open_clip" / "checkpoints" / "epoch_1.pt")
+    body = loaded.method.image_encoder.body.state_dict()
+    # the tvdim checkpoint holds exactly open_clip's trained image trunk, which training moved from its init
+    assert all(torch.equal(body[k], oc_state[f"visual.trunk.{k}"]) for k in body)
+    fresh = timm.create_model("resnet10t", pretrained=False, num_classes=0).state_dict()
+    assert any(not torch.equal(v, body[k]) for k, v in fresh.items() if v.is_floating_point() and "running" not in k)
+    res = evaluate(loaded)
+    assert res["n_test"] == 12 and set(res["tasks"]) == {"label"}
+    extra = peers.open_clip_eval(out, loaded.config.data, loaded.config.eval, 32)
+    assert extra["retrieval"]["n_images"] == 12 and extra["retrieval"]["n_pairs"] == 12
+    assert extra["retrieval"]["i2t_chance_R@1"] == pytest.approx(1 / 12)
+    assert set(extra["zeroshot"]) == {"label"} and 0 <= extra["zeroshot"]["label"]["zeroshot"] <= 1
+
+
+def test_open_clip_config_has_the_tvdim_rows_sizes():
+    from tvdim.config import TextConfig
+    from tvdim.data.transforms import MEAN, STD
+
+    cfg = peers.open_clip_config("resnet18", 64, TextConfig(dim=128, layers=2, heads=4, max_len=32), 512)
+    assert cfg["model_cfg"]["embed_dim"] == 512
+    assert cfg["model_cfg"]["vision_cfg"] == {"timm_model_name": "resnet18", "timm_model_pretrained": False,
+                                              "timm_pool": "", "timm_proj": "linear", "image_size": 64}
+    assert cfg["model_cfg"]["text_cfg"] == {"context_length": 32, "vocab_size": 49408, "width": 128, "heads": 4,
+                                            "layers": 2}
+    assert cfg["preprocess_cfg"] == {"mean": list(MEAN), "std": list(STD)}
+    argv = peers.open_clip_argv("a.tar", Path("m"), Path("logs"), 64, 400, 3, 50, 0)
+    value = {a: argv[i + 1] for i, a in enumerate(argv[:-1]) if a.startswith("--")}
+    assert "--dataset-resampled" in argv and value["--train-num-samples"] == "25600"  # steps x batch, one epoch
+    assert value["--epochs"] == "1" and value["--batch-size"] == "64" and value["--warmup"] == "50"
+    assert value["--seed"] == "3" and value["--model"] == "local-dir:m" and value["--device"] == "cpu"
