@@ -51,6 +51,8 @@ class DataConfig:
     max_image_pixels: int = 89_478_485  # PIL's decompression-bomb limit
     workers: int = -1  # data-loader processes; -1 = chosen from the machine (train/device.py: resolve_workers)
     augment: str = "auto"  # cpu (per image, in the workers) | device (batched, on the training device) | auto
+    cache: str = "auto"  # decode once (data/cache.py): none | memory | disk | auto (from the data size and free memory)
+    cache_dir: str = ""  # disk caches; "" = $XDG_CACHE_HOME/tvdim/decoded (~/.cache/tvdim/decoded)
     # synthetic generator
     synth_train: int = 4000
     synth_test: int = 1000
@@ -265,6 +267,7 @@ def validate(cfg: Config) -> Config:
                "text.pooling": (cfg.text.pooling, ("mean", "cls")),
                "train.precision": (cfg.train.precision, ("auto", "fp32", "bf16", "fp16")),
                "data.augment": (cfg.data.augment, ("auto", "cpu", "device")),
+               "data.cache": (cfg.data.cache, ("auto", "none", "memory", "disk")),
                "train.compile": (cfg.train.compile, ("auto", "on", "off")),
                "loss.intra_term": (cfg.loss.intra_term, ("", *INTRA_TERMS)),
                "loss.inter_term": (cfg.loss.inter_term, ("", *INTER_TERMS)),

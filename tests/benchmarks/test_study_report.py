@@ -138,3 +138,26 @@ def test_pretrained_text_without_a_model_is_a_clear_error(study, tmp_path, monke
     with pytest.raises(SystemExit, match="--text-model PATH"):
         study.run(args)
     assert not any(tmp_path.iterdir())  # nothing written before the error
+
+
+def test_peers_plan_puts_every_family_on_the_same_footing(study):
+    runs = study.plan("peers")
+    labels = [label for label, _, _ in runs]
+    assert labels[:12] == ["random", "amdim", "simclr", "tvdim", "tvdim-nce", "slip", "clip", "simclr+rank",
+                           "lightly-simclr", "lightly-byol", "lightly-vicreg", "open_clip-clip"]
+    assert dict((lab, m) for lab, m, _ in runs)["lightly-byol"] == "peer:lightly-byol"  # the peer's own code
+    assert runs[7] == ("simclr+rank", "simclr", ["loss.inter_term=rank"])  # SimCLR + the ranking term
+    # only the text rows are repeated with swapped captions, each with the same overrides plus the noise rate
+    noisy = runs[12:]
+    assert [label for label, _, _ in noisy] == [f"{m} p=0.5" for m in study.PEER_TEXT_ROWS]
+    assert all(extra[-1] == "noise=0.5" for _, _, extra in noisy) and noisy[4][2] == ["loss.inter_term=rank",
+                                                                                     "noise=0.5"]
+    assert len(study.plan("peers", (0.0,))) == 12 and len(study.plan("peers", (0.25, 0.5))) == 24
+
+
+def test_open_clip_scores_merge_into_its_trunks_evaluation(study):
+    ev = {"tasks": {"label": {"n_classes": 31, "linear": 0.5}}}
+    study._merge_open_clip(ev, {"retrieval": {"i2t_R@1": 0.1},
+                                "zeroshot": {"label": {"n_classes": 31, "zeroshot": 0.2, "zeroshot_balanced": 0.19}}})
+    assert ev == {"tasks": {"label": {"n_classes": 31, "linear": 0.5, "zeroshot": 0.2, "zeroshot_balanced": 0.19}},
+                  "retrieval": {"i2t_R@1": 0.1}}

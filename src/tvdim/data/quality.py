@@ -91,6 +91,12 @@ class SkipTracker:
         self.n_bad += other.n_bad
         self.reasons.extend(other.reasons[: max(0, self.log_first - len(self.reasons))])
 
+    def add_summary(self, summary: dict[str, Any]) -> None:
+        """Add the counts of another tracker's :meth:`summary` (e.g. those kept with a data cache)."""
+        self.seen += int(summary.get("seen", 0))
+        self.n_bad += int(summary.get("bad", 0))
+        self.reasons.extend(list(summary.get("first_reasons", []))[: max(0, self.log_first - len(self.reasons))])
+
     def summary(self) -> dict[str, Any]:
         """``{"seen", "bad", "fraction", "first_reasons"}`` for run logs."""
         return {"seen": self.seen, "bad": self.n_bad, "fraction": round(self.fraction, 6),

@@ -36,6 +36,33 @@ def build_tokenizer(cfg: Config, dinfo: dist_utils.DistInfo, out_dir: Path,
     return CaptionTokenizer.from_file(path, cfg.text.max_len)
 
 
+def cache_source(cfg: Config, source: Any, require_text: bool, dinfo: dist_utils.DistInfo) -> tuple[Any, str]:
+    """``source`` decoded once when ``data.cache`` (or ``auto``'s choice) says so (:mod:`tvdim.data.cache`), and
+    the line train.log gets about the decision."""
+    import shutil
+
+    from ..data import cache
+
+    count = getattr(source, "total", 0) or cache.source_count(source)
+    nbytes = cache.cache_bytes(count, cfg.model.image_size) if count else None
+    folder = cache.cache_dir(cfg.data)
+    probe = next((p for p in (folder, *folder.parents) if p.exists()), Path("/"))
+    mode, why = cache.choose_mode(cfg.data.cache, nbytes, cache.available_memory(), shutil.disk_usage(probe).free,
+                                  dinfo.world_size)
+    if mode == "none":
+        return source, f"data cache: none ({why})"
+    src = cache.cached(source, cfg.data, cfg.model.image_size, require_text, mode, dinfo.is_main,
+                       dist_utils.barrier if dinfo.world_size > 1 else None)
+    bad = src.meta.bad
+    where = f" at {src.path}" if src.path is not None else ""
+    note = (f"data cache: {mode}{where} ({why}): {len(src)} images of {src.meta.side} px, "
+            f"{src.images.nbytes / 1e6:.0f} MB, decoded once")
+    if bad.get("bad"):
+        note += (f"; {bad['bad']} of {bad['seen']} samples were unusable when it was built (counted once): "
+                 + "; ".join(bad["first_reasons"]))
+    return src, note
+
+
 def make_loader(cfg: Config, source: Any, tokenizer: CaptionTokenizer | None, tasks: list[str], start_step: int,
                 dinfo: dist_utils.DistInfo, pin: bool, workers: int = 0, augment: str = "cpu") -> DataLoader:
     """The training batches: ``workers`` loader processes (pinned memory when ``pin``); ``augment="device"``
@@ -79,4 +106,4 @@ def to_device(batch: dict, device: torch.device, channels_last: bool, views: Dev
     return out
 
 
-__all__ = ["build_tokenizer", "make_loader", "to_device"]
+__all__ = ["build_tokenizer", "cache_source", "make_loader", "to_device"]

@@ -18,6 +18,7 @@ from ..data.classes import label_tasks
 from ..data.device_aug import DeviceViews, step_seed
 from ..data.pipeline import batches, next_batch
 from ..data.quality import SkipTracker
+from ..data.cache import CachedSource
 from ..data.sources import build_source
 from ..errors import CheckpointError, ConfigError, NonFiniteLossError, TvdimError
 from ..method_spec import METHOD_SPECS
@@ -26,7 +27,7 @@ from ..models.backbones import load_initial_weights
 from .checkpoint import FOR_RESUME, load_checkpoint, nonfinite_tensors, resolve_resume, rng_state, save_checkpoint, set_rng_state
 from .compiled import CompiledStep
 from .device import autocast, configure_backends, resolve_augment, resolve_compile, resolve_device, resolve_precision, resolve_workers
-from .loader import build_tokenizer, make_loader, to_device
+from .loader import build_tokenizer, cache_source, make_loader, to_device
 from .optim import build_optimizer, optimizer_step
 from .progress import Progress
 from .rundir import RunLock, prepare_run_dir, resume_changes
@@ -128,6 +129,8 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
     text_on = uses_text(cfg)
     source = build_source(cfg.data, "train", cfg.model.image_size, require_text=text_on)
     tasks = source_tasks(source, cfg.data)
+    source, cache_note = cache_source(cfg, source, text_on, dinfo)
+    log.info("%s", cache_note)
     tokenizer = build_tokenizer(cfg, dinfo, out, state.get("tokenizer") if state else None) if text_on else None
     method = build_method(cfg, {t: len(names) for t, names in tasks.items()}, tokenizer.vocab_size if tokenizer else None)
     if cfg.model.init and state is None:  # a resumed run takes its weights from the checkpoint
@@ -197,6 +200,8 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
              "; torch.compile on" if isinstance(model, CompiledStep) else "")
     loader = make_loader(cfg, source, tokenizer, list(tasks), step, dinfo, device.type == "cuda", workers, augment)
     tracker = SkipTracker(cfg.data.max_bad_fraction)
+    if isinstance(source, CachedSource):  # its unusable samples were counted once, when it was built
+        tracker.add_summary(source.meta.bad)
     logger = RunLogger(out, enabled=dinfo.is_main, purge_step=step + 1 if state is not None else None)
     text_params = list(method.text_encoder.parameters()) if method.text_encoder is not None else []
     bar = Progress(cfg.train.steps, step, cfg.train.progress and dinfo.is_main, cfg.train.method)
