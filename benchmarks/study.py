@@ -363,7 +363,8 @@ def detect(args: argparse.Namespace) -> None:
                 or (args.only and r["label"] not in args.only.split(",")):
             continue
         t0 = time.perf_counter()
-        cfg = DataConfig(format="wds", path=str(Path(paths[0]) / "rsicd-train-{000000..000008}.tar"))
+        cfg = DataConfig(format="wds", path=str(Path(paths[0]) / "rsicd-train-{000000..000008}.tar"),
+                         text_key="txt:only")  # the one caption each run was trained on (and corrupted)
         summary = score_pairs(_eval(r)["checkpoint"], cfg, out / f"{r['label'].replace(' ', '_')}-s{r['seed']}.jsonl",
                               overwrite=True, progress=False)
         record = {"experiment": "detect", "dataset": r.get("dataset", "rsicd"), "label": r["label"],

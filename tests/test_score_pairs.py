@@ -65,7 +65,7 @@ def test_score_pairs_cli_writes_every_pair_sorted_and_joined(planted, tmp_path, 
     csv_out = tmp_path / "scores.csv"
     assert main(["data", "score-pairs", str(ckpt), str(root / "noisy" / "data-000000.tar"), "--out", str(csv_out),
                  "--quiet"]) == 0
-    assert csv_out.read_text().splitlines()[0].startswith("key,caption,agreement,loss")
+    assert csv_out.read_text().splitlines()[0].startswith("key,caption_index,caption,agreement,loss")
 
 
 def test_planted_mismatch_is_found(planted, tmp_path, monkeypatch):
@@ -91,6 +91,9 @@ def test_planted_mismatch_is_found(planted, tmp_path, monkeypatch):
     k = len(manifest["keys"])
     assert all(r["corrupted"] for r in rows[:k]) and not any(r["corrupted"] for r in rows[k:])
     assert all(r["clean_probability"] < 0.5 for r in rows[:k])
+    # features that separate right from wrong pairs: no warning, and the agreement level says why
+    assert "warning" not in summary and summary["agreement"]["separation"] > 2
+    assert summary["agreement"]["i2t_R@10"] > summary["agreement"]["i2t_chance_R@10"]
 
 
 def test_score_pairs_refuses_an_image_only_checkpoint(planted, tmp_path, capsys):
@@ -101,3 +104,39 @@ def test_score_pairs_refuses_an_image_only_checkpoint(planted, tmp_path, capsys)
     assert main(["data", "score-pairs", str(ckpt), str(root / "noisy" / "data-000000.tar"), "--out",
                  str(tmp_path / "x.jsonl")]) == 2
     assert "no text encoder" in capsys.readouterr().err
+
+
+def test_every_caption_of_every_image_is_scored(tmp_path, capsys):
+    """A Karpathy-style image with several captions gives one row per caption (key, caption_index); the output
+    folder is created; a checkpoint whose losses do not separate gets a warning with its agreement level."""
+    from PIL import Image
+
+    root = tmp_path / "data"
+    (root / "img").mkdir(parents=True)
+    colours = {"red": (220, 30, 30), "green": (30, 200, 30), "blue": (30, 30, 220)}
+    rows = ["filepath,title"]
+    for i in range(12):
+        name = list(colours)[i % 3]
+        Image.new("RGB", (24, 24), colours[name]).save(root / "img" / f"{i}.png")
+        rows += [f"img/{i}.png,a {name} square", f"img/{i}.png,something {name} number {i}"]
+    (root / "pairs.csv").write_text("\n".join(rows) + "\n")
+    cfg = load_config(overrides=TINY + ["train.method=clip", "data.format=csv", f"data.path={root / 'pairs.csv'}",
+                                        f"data.root={root}", f"train.out_dir={tmp_path / 'run'}"])
+    ckpt = pretrain(cfg).checkpoint
+    out = tmp_path / "new" / "folder" / "scores.jsonl"
+    assert main(["data", "score-pairs", str(ckpt), str(root / "pairs.csv"), "--root", str(root), "--out", str(out),
+                 "--quiet"]) == 0
+    captured = capsys.readouterr()
+    summary = json.loads(captured.out)
+    scored = [json.loads(line) for line in out.read_text().splitlines()]
+    assert summary["pairs"] == len(scored) == 24 and summary["images"] == 12
+    assert sorted((r["key"].rsplit("/", 1)[-1], r["caption_index"]) for r in scored) == sorted(
+        (f"{i}.png", j) for i in range(12) for j in range(2))
+    by_key = {}
+    for r in scored:
+        by_key.setdefault(r["key"], set()).add(r["caption"])
+    assert all(len(c) == 2 for c in by_key.values())  # both captions of each image, each once
+    # one training step: the checkpoint cannot tell right from wrong, and says so
+    level = summary["agreement"]
+    assert level["i2t_R@10"] < 3 * level["i2t_chance_R@10"] and "treat the flags" in summary["warning"]
+    assert "treat the flags" in captured.err

@@ -27,6 +27,29 @@ def test_pair_scores_hand_computed():
     assert s["clean_probability"][2] < s["clean_probability"][0]
 
 
+def test_an_images_other_captions_are_not_negatives():
+    """Pairs 0 and 1 are two captions of one image: neither is a negative (nor a competitor) of the other."""
+    img = torch.tensor([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    txt = torch.tensor([[1.0, 0.0], [0.6, 0.8], [0.0, 1.0]])
+    grouped = pair_scores(img, txt, margin=0.2, group=torch.tensor([0, 0, 1]))
+    # pair 1 (s_11 = 0.6): its only negative is pair 2 -- i2t: image 0 vs caption 2: [0.2 - 0.6 + 0]_+ = 0;
+    # t2i: caption 1 vs image 2: [0.2 - 0.6 + 0.8]_+ = 0.4  -> 0.4 / 1 negative; pairs 0 and 2 score 1 against 0
+    # (or 0.8, pair 2 against caption 1: [0.2 - 1 + 0.8]_+ = 0)
+    assert grouped["loss"].tolist() == pytest.approx([0.0, 0.4, 0.0], abs=1e-6)
+    assert grouped["rank_i2t"].tolist() == pytest.approx([0.0, 0.0, 0.0])
+    assert grouped["rank_t2i"].tolist() == pytest.approx([0.0, 1.0, 0.0])  # image 2 scores 0.8 >= 0.6 for caption 1
+    alone = pair_scores(img, txt, margin=0.2)  # as separate images, caption 0 would beat pair 1's own caption
+    assert alone["rank_i2t"][1] == pytest.approx(0.5) and alone["loss"][1] > grouped["loss"][1]
+
+
+def test_separation_of_two_modes_and_of_one():
+    from tvdim.eval.pair_scores import separation
+
+    g = torch.Generator().manual_seed(0)
+    two = torch.cat([torch.randn(300, generator=g) * 0.1, 1 + torch.randn(100, generator=g) * 0.1])
+    assert separation(two) > 5 and separation(torch.randn(400, generator=g)) < 2
+
+
 def test_pair_scores_chunks_give_the_same_result():
     g = torch.Generator().manual_seed(0)
     img, txt = torch.randn(37, 8, generator=g), torch.randn(37, 8, generator=g)

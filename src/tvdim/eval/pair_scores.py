@@ -23,33 +23,46 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ..losses.robust import clean_probability, rank_pvalues
+from ..losses.robust import clean_probability, fit_two_gaussians
 
 
 @torch.no_grad()
-def pair_scores(img: torch.Tensor, txt: torch.Tensor, margin: float = 0.2, chunk: int = 1024
-                ) -> dict[str, torch.Tensor]:
+def pair_scores(img: torch.Tensor, txt: torch.Tensor, margin: float = 0.2, chunk: int = 1024,
+                group: torch.Tensor | None = None) -> dict[str, torch.Tensor]:
     """Per-pair scores from features of N aligned pairs.
 
     Args:
         img, txt: ``[N, D]`` image and caption features of the same N pairs (row i = pair i), N >= 2.
         margin: the hinge margin m. chunk: rows scored at once (memory ``chunk x N``).
+        group: ``[N]`` image id of each pair (several captions of one image); the other pairs of the same image
+            are neither negatives nor competitors of a pair (default: every pair its own image).
     Returns:
         dict of ``[N]`` tensors: ``agreement``, ``loss``, ``rank_i2t``, ``rank_t2i``, ``clean_probability``.
+        ``loss``: the mean hinge over the pair's negatives both ways; ``rank_*``: the fraction of them scoring at
+        least as high as the pair itself (0 = first, 1 = last).
     """
     n = img.shape[0]
     img, txt = F.normalize(img.float(), dim=-1), F.normalize(txt.float(), dim=-1)
+    group = torch.arange(n) if group is None else group.long()
     diag = (img * txt).sum(1)  # [N]
     loss, r_i2t, r_t2i = torch.zeros(n), torch.zeros(n), torch.zeros(n)
     for lo in range(0, n, chunk):
         hi = min(n, lo + chunk)
-        own = F.one_hot(torch.arange(lo, hi), n).bool()
+        same = group[lo:hi].unsqueeze(1) == group.unsqueeze(0)  # [c, N] itself and its image's other pairs
+        n_neg = (n - same.sum(1)).clamp(min=1).float()  # [c]
         pos = diag[lo:hi].unsqueeze(1)
         for s, rank in ((img[lo:hi] @ txt.T, r_i2t), (txt[lo:hi] @ img.T, r_t2i)):  # [c, N]
-            loss[lo:hi] += (margin - pos + s).clamp(min=0).masked_fill(own, 0).sum(1) / (n - 1)
-            rank[lo:hi] = (rank_pvalues(s, lo) * n - 1) / (n - 1)  # the same rank as storey's, itself left out
+            loss[lo:hi] += (margin - pos + s).clamp(min=0).masked_fill(same, 0).sum(1) / n_neg
+            rank[lo:hi] = ((s >= pos) & ~same).sum(1).float() / n_neg  # ties count against the pair
     p_clean, _ = clean_probability(loss)
     return {"agreement": diag, "loss": loss, "rank_i2t": r_i2t, "rank_t2i": r_t2i, "clean_probability": p_clean}
+
+
+def separation(loss: torch.Tensor) -> float:
+    """Ashman's D of the two-Gaussian fit of the losses, ``sqrt(2) |mu1 - mu0| / sqrt(s0^2 + s1^2)``: above about
+    2 the fit has two separate modes (right and wrong pairs); below, one hump the detector cannot split."""
+    _, mu, sigma = fit_two_gaussians(loss.double())
+    return float(2 ** 0.5 * (mu[1] - mu[0]).abs() / (sigma[0] ** 2 + sigma[1] ** 2).sqrt().clamp(min=1e-12))
 
 
 def auroc(score: torch.Tensor, positive: torch.Tensor) -> float:
@@ -99,4 +112,4 @@ def write_scores(rows: list[dict[str, Any]], out: Path) -> None:
     tmp.replace(out)
 
 
-__all__ = ["pair_scores", "auroc", "detection_metrics", "read_manifest", "write_scores"]
+__all__ = ["pair_scores", "separation", "auroc", "detection_metrics", "read_manifest", "write_scores"]

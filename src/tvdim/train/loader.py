@@ -1,6 +1,7 @@
 """The training data path: the tokenizer, the DataLoader over a source, and batches moved to the device."""
 from __future__ import annotations
 
+import time
 from pathlib import Path
 from typing import Any
 
@@ -51,12 +52,13 @@ def cache_source(cfg: Config, source: Any, require_text: bool, dinfo: dist_utils
                                   dinfo.world_size)
     if mode == "none":
         return source, f"data cache: none ({why})"
+    t0 = time.perf_counter()
     src = cache.cached(source, cfg.data, cfg.model.image_size, require_text, mode, dinfo.is_main,
                        dist_utils.barrier if dinfo.world_size > 1 else None)
     bad = src.meta.bad
     where = f" at {src.path}" if src.path is not None else ""
     note = (f"data cache: {mode}{where} ({why}): {len(src)} images of {src.meta.side} px, "
-            f"{src.images.nbytes / 1e6:.0f} MB, decoded once")
+            f"{src.images.nbytes / 1e6:.0f} MB, decoded once; ready in {time.perf_counter() - t0:.1f} s")
     if bad.get("bad"):
         note += (f"; {bad['bad']} of {bad['seen']} samples were unusable when it was built (counted once): "
                  + "; ".join(bad["first_reasons"]))
