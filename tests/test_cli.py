@@ -173,7 +173,7 @@ def test_supervised_without_labels_exit_2(tmp_path, capsys):
     assert "supervised" in _err(capsys)
 
 
-@pytest.mark.parametrize("override", ["train.ckpt_every=0", "train.log_every=0", "data.workers=-2", "model.ndf=0",
+@pytest.mark.parametrize("override", ["train.ckpt_every=0", "train.log_every=0", "data.workers=-2", "model.ndf=-1", "model.size=huge",
                                       "text.dim=30", "optim.lr=nan", "optim.lr=inf", "optim.lr=-1",
                                       "data.max_bad_fraction=2"])
 def test_invalid_values_exit_2_naming_the_key(tmp_path, capsys, override):

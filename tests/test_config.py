@@ -13,7 +13,14 @@ def test_defaults_match_method_md():
     assert cfg.optim.warmup_steps == 500 and cfg.optim.decay_factor == 0.2
     assert cfg.loss.margin == 0.2 and cfg.loss.hinge == "sum" and cfg.loss.lam == 1.0
     assert cfg.loss.nce_tclip == 20.0 and cfg.loss.nce_reg == 0.05
-    assert (cfg.model.ndf, cfg.model.n_rkhs, cfg.model.n_depth) == (128, 1024, 3)
+    assert (cfg.model.size, cfg.model.ndf, cfg.model.n_rkhs, cfg.model.n_depth) == ("auto", 0, 0, 0)
+    from tvdim.config import resolve_size
+
+    # model.size=auto: the AMDIM reference on a GPU, the demo's encoder on a CPU
+    base = resolve_size(cfg, gpu=True)[0].model
+    assert (base.size, base.ndf, base.n_rkhs, base.n_depth) == ("base", 128, 1024, 3)
+    tiny = resolve_size(cfg, gpu=False)[0].model
+    assert (tiny.size, tiny.ndf, tiny.n_rkhs, tiny.n_depth) == ("tiny", 32, 256, 1)
 
 
 def test_yaml_then_overrides_precedence(tmp_path):
@@ -23,7 +30,7 @@ def test_yaml_then_overrides_precedence(tmp_path):
     assert cfg.train.steps == 7  # override beats YAML beats base
     assert cfg.train.batch_size == 16 and cfg.model.ndf == 16  # YAML beats base
     assert cfg.train.seed == 9  # base kept where nothing else sets it
-    assert cfg.model.n_rkhs == 1024  # defaults elsewhere
+    assert cfg.model.n_rkhs == 0 and cfg.model.size == "auto"  # defaults elsewhere
     assert load_config(p).train.steps == 5
 
 
@@ -147,8 +154,8 @@ def test_bad_eval_lists_rejected(override, match):
 
 @pytest.mark.parametrize("override,key", [
     ("train.ckpt_every=0", "train.ckpt_every"), ("train.log_every=0", "train.log_every"),
-    ("data.workers=-2", "data.workers"), ("model.ndf=0", "model.ndf"), ("model.n_rkhs=0", "model.n_rkhs"),
-    ("model.n_depth=0", "model.n_depth"), ("optim.lr=nan", "optim.lr"), ("optim.lr=inf", "optim.lr"),
+    ("data.workers=-2", "data.workers"), ("model.ndf=-1", "model.ndf"), ("model.n_rkhs=-8", "model.n_rkhs"),
+    ("model.n_depth=-1", "model.n_depth"), ("model.size=huge", "model.size"), ("optim.lr=nan", "optim.lr"), ("optim.lr=inf", "optim.lr"),
     ("optim.lr=-1", "optim.lr"), ("optim.lr=.nan", "optim.lr"), ("optim.probe_lr=-0.1", "optim.probe_lr"),
     ("optim.betas=[0.9,1.5]", "optim.betas"), ("optim.weight_decay=-1", "optim.weight_decay"),
     ("optim.warmup_steps=-5", "optim.warmup_steps"), ("optim.decay_at=2", "optim.decay_at"),
@@ -246,3 +253,18 @@ def test_old_checkpoint_config_still_loads():
     old["train"]["compile"] = True
     assert from_dict(old).train.compile == "on"
     assert from_dict(to_plain(cfg)) == cfg  # and survives being saved again
+
+
+def test_model_size_presets_and_what_wins():
+    from tvdim.config import SIZES, resolve_size
+
+    small, note = resolve_size(load_config(overrides=["model.size=small", "model.ndf=48"]), gpu=True)
+    assert (small.model.ndf, small.model.n_rkhs, small.model.n_depth) == (48, *SIZES["small"][1:])  # a set key wins
+    assert "small" in note and "set by model.size" in note
+    explicit, note = resolve_size(load_config(overrides=["model.ndf=8", "model.n_rkhs=32", "model.n_depth=1"]), True)
+    assert (explicit.model.ndf, explicit.model.n_rkhs, explicit.model.n_depth) == (8, 32, 1) and "set in" in note
+    # resuming an auto run keeps the checkpoint's sizes, whatever the device now
+    kept, note = resolve_size(load_config(), gpu=True, saved={"ndf": 32, "n_rkhs": 256, "n_depth": 1})
+    assert (kept.model.ndf, kept.model.n_rkhs, kept.model.n_depth) == (32, 256, 1) and "resumed" in note
+    cpu_note = resolve_size(load_config(), gpu=False)[1]
+    assert "tiny" in cpu_note and "model.size=base" in cpu_note  # the reason, and how to get the reference

@@ -67,12 +67,41 @@ class DataConfig:
 class ModelConfig:
     backbone: str = "amdim"  # an entry of the backbone registry (models/backbones.py) or a timm model name
     image_size: int = 32  # 32, 64 or 128 for amdim; any size the backbone accepts for timm models
-    ndf: int = 128
-    n_rkhs: int = 1024
-    n_depth: int = 3
+    size: str = "auto"  # amdim encoder size: tiny | small | base (the AMDIM reference) | auto (base on a GPU, else tiny)
+    ndf: int = 0  # 0 = from model.size (SIZES); a value set here wins over the preset
+    n_rkhs: int = 0
+    n_depth: int = 0
     use_bn: bool = False
     channels_last: bool = True
     init: str = ""  # timm backbones: a local timm-format weights file to start from (nothing is downloaded)
+
+
+# model.size presets: (ndf, n_rkhs, n_depth). base is the AMDIM reference (made for a GPU); tiny is the demo's encoder
+# (docs/results.md, "Model size presets").
+SIZES = {"tiny": (32, 256, 1), "small": (64, 512, 2), "base": (128, 1024, 3)}
+
+
+def resolve_size(cfg: "Config", gpu: bool, saved: dict[str, Any] | None = None) -> tuple["Config", str]:
+    """``cfg`` with ``model.ndf / n_rkhs / n_depth`` left at 0 filled from ``model.size``, and a line saying what
+    was chosen and why. ``auto`` is ``base`` when training on a GPU and ``tiny`` otherwise; ``saved``: the model
+    section of a checkpoint being resumed, whose sizes an ``auto`` run keeps."""
+    m = cfg.model
+    if m.ndf and m.n_rkhs and m.n_depth:
+        return cfg, f"model size: ndf {m.ndf}, n_rkhs {m.n_rkhs}, n_depth {m.n_depth} (set in the config)"
+    if saved and m.size == "auto" and all(saved.get(k) for k in ("ndf", "n_rkhs", "n_depth")):
+        preset, why = (saved["ndf"], saved["n_rkhs"], saved["n_depth"]), "kept from the checkpoint being resumed"
+        name = next((k for k, v in SIZES.items() if v == preset), "custom")
+    elif m.size == "auto":
+        name = "base" if gpu else "tiny"
+        why = ("auto on a GPU" if gpu else "auto on a CPU, where base (the AMDIM reference, made for a GPU) takes "
+               "tens of seconds a step; set model.size=base for it")
+        preset = SIZES[name]
+    else:
+        name, why, preset = m.size, "set by model.size", SIZES[m.size]
+    ndf, n_rkhs, n_depth = (v or p for v, p in zip((m.ndf, m.n_rkhs, m.n_depth), preset))
+    new = replace(cfg, model={"size": name if name in SIZES else m.size, "ndf": ndf, "n_rkhs": n_rkhs,
+                              "n_depth": n_depth})
+    return new, f"model size: {name} (ndf {ndf}, n_rkhs {n_rkhs}, n_depth {n_depth}), {why}"
 
 
 @dataclass
@@ -268,6 +297,7 @@ def validate(cfg: Config) -> Config:
                "train.precision": (cfg.train.precision, ("auto", "fp32", "bf16", "fp16")),
                "data.augment": (cfg.data.augment, ("auto", "cpu", "device")),
                "data.cache": (cfg.data.cache, ("auto", "none", "memory", "disk")),
+               "model.size": (cfg.model.size, ("auto", *SIZES)),
                "train.compile": (cfg.train.compile, ("auto", "on", "off")),
                "loss.intra_term": (cfg.loss.intra_term, ("", *INTRA_TERMS)),
                "loss.inter_term": (cfg.loss.inter_term, ("", *INTER_TERMS)),
@@ -294,10 +324,10 @@ def validate(cfg: Config) -> Config:
 
 
 # Numeric limits (a value outside them crashes later or poisons training). Every float must also be finite.
-_AT_LEAST_1 = ("model.ndf", "model.n_rkhs", "model.n_depth", "text.vocab_size", "text.heads", "text.dim",
+_AT_LEAST_1 = ("text.vocab_size", "text.heads", "text.dim",
                "train.log_every", "train.ckpt_every", "data.max_image_pixels", "eval.probe_batch", "eval.knn_k",
                "loss.proj_dim")
-_AT_LEAST_0 = ("data.num_samples", "data.shuffle_buffer", "text.layers", "loss.chunk_size",
+_AT_LEAST_0 = ("model.ndf", "model.n_rkhs", "model.n_depth", "data.num_samples", "data.shuffle_buffer", "text.layers", "loss.chunk_size",
                "loss.lam", "loss.nce_reg", "optim.lr", "optim.probe_lr", "optim.weight_decay", "optim.warmup_steps",
                "optim.decay_factor", "optim.text_grad_clip", "eval.linear_epochs", "eval.mlp_epochs",
                "eval.probe_lr", "eval.retrieval_max", "data.synth_train", "data.synth_test", "data.synth_objects",
@@ -393,5 +423,5 @@ def replace(cfg: Config, **sections: dict[str, Any]) -> Config:
     return validate(new)
 
 
-__all__ = ["Config", "DataConfig", "ModelConfig", "TextConfig", "LossConfig", "OptimConfig", "TrainConfig",
+__all__ = ["SIZES", "resolve_size", "Config", "DataConfig", "ModelConfig", "TextConfig", "LossConfig", "OptimConfig", "TrainConfig",
            "EvalConfig", "load_config", "read_yaml", "from_dict", "replace", "to_plain"]

@@ -4,7 +4,9 @@ from __future__ import annotations
 from functools import partial
 from typing import Callable
 
-from ..config import Config
+import torch
+
+from ..config import Config, resolve_size
 from ..errors import ConfigError
 from ..method_spec import METHOD_SPECS, resolve_terms
 from .base import Method, StepOutput
@@ -37,6 +39,8 @@ def build_method(cfg: Config, tasks: dict[str, int] | None = None, vocab_size: i
     name = cfg.train.method
     if name not in METHOD_SPECS:
         raise ConfigError(f"unknown method '{name}'; valid methods: {', '.join(METHOD_SPECS)}")
+    if not (cfg.model.ndf and cfg.model.n_rkhs and cfg.model.n_depth):  # model.size not resolved by a trainer
+        cfg = resolve_size(cfg, cfg.train.device != "cpu" and torch.cuda.is_available())[0]
     return method_class(name)(cfg, tasks or {}, vocab_size)
 
 

@@ -13,7 +13,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .. import distributed as dist_utils
-from ..config import Config, DataConfig, to_plain
+from ..config import Config, DataConfig, resolve_size, to_plain
 from ..data.classes import label_tasks
 from ..data.device_aug import DeviceViews, step_seed
 from ..data.pipeline import batches, next_batch
@@ -73,7 +73,11 @@ def pretrain(cfg: Config, resume: str | None = None, overwrite: bool = False) ->
         raise ConfigError("give resume or overwrite, not both")
     ckpt_path = resolve_resume(resume, out)
     state = load_checkpoint(ckpt_path, FOR_RESUME) if ckpt_path else None
+    # model.size=auto: base on a GPU, tiny on a CPU (or the sizes of the run being resumed); stored resolved
+    cfg, size_note = resolve_size(cfg, resolve_device(cfg.train.device, 0).type == "cuda",
+                                  state["config"].get("model") if state is not None else None)
     notes = resume_changes(state["config"], cfg, ckpt_path) if state is not None else []
+    notes.append(size_note)
     if state is not None:
         bad = nonfinite_tensors(state["model"])
         if bad:
@@ -200,7 +204,8 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
              "; torch.compile on" if isinstance(model, CompiledStep) else "")
     loader = make_loader(cfg, source, tokenizer, list(tasks), step, dinfo, device.type == "cuda", workers, augment)
     tracker = SkipTracker(cfg.data.max_bad_fraction)
-    if isinstance(source, CachedSource):  # its unusable samples were counted once, when it was built
+    cached = isinstance(source, CachedSource)
+    if cached:  # its unusable samples were counted once, when it was built; it serves only usable ones
         tracker.add_summary(source.meta.bad)
     logger = RunLogger(out, enabled=dinfo.is_main, purge_step=step + 1 if state is not None else None)
     text_params = list(method.text_encoder.parameters()) if method.text_encoder is not None else []
@@ -221,7 +226,8 @@ def _run(cfg: Config, out: Path, device: torch.device, dinfo: dist_utils.DistInf
                 logger.write({"step": step, "stopped": "signal", "checkpoint": str(last_good)}, step)
                 break
             wait += time.perf_counter() - t0
-            tracker.record_batch(batch)
+            if not cached:
+                tracker.record_batch(batch)
             batch = to_device(batch, device, cfg.model.channels_last, views,
                                step_seed(cfg.train.seed, step, dinfo.rank) if views else 0)
             method.train()
