@@ -213,3 +213,26 @@ def test_corrupt_captions_refuses_missing_or_broken_shards(fx, tmp_path, capsys)
     (tmp_path / "pairs.csv").write_text("filepath,title\na.jpg,a caption\n")
     assert _run("corrupt-captions", str(tmp_path / "pairs.csv"), "--format", "wds", "--out", str(tmp_path / "o")) == 2
     assert "pairs.csv" in _error_line(capsys)
+
+
+def test_split_is_named_only_where_a_file_holds_several(fx, tmp_path, capsys):
+    """A table or a shard is one split: inspect does not call it 'split train'; a Karpathy JSON holds several:
+    inspect names the one read, and convert says which split it converted and how to convert the others."""
+    path = _table(fx, tmp_path)
+    assert _run("inspect", str(path)) == 0
+    first = capsys.readouterr().out.splitlines()[0]
+    assert "(csv): 8 items" in first and "split train" not in first
+    assert inspect_data(DataConfig(format="csv", path=str(path)))["split"] is None
+    root = tmp_path / "k"
+    (root / "img").mkdir(parents=True)
+    for i in range(4):
+        (root / "img" / f"{i}.jpg").write_bytes(fx.jpeg())
+    data = {"images": [{"filepath": "img", "filename": f"{i}.jpg", "split": s, "sentences": [{"raw": f"cap {i}"}]}
+                       for i, s in enumerate(["train", "train", "val", "test"])]}
+    (root / "dataset.json").write_text(json.dumps(data))
+    assert _run("inspect", str(root / "dataset.json"), "--format", "karpathy", "--split", "test") == 0
+    assert "(karpathy, split test): 1 items" in capsys.readouterr().out
+    assert _run("convert", str(root / "dataset.json"), "--format", "karpathy", "--out", str(tmp_path / "w")) == 0
+    res = json.loads(capsys.readouterr().out)
+    assert res["samples"] == 2 and res["split"] == "train" and "--split SPLIT" in res["note"]
+    assert "val, test" in res["note"]

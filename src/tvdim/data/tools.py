@@ -56,6 +56,15 @@ def open_source(cfg: DataConfig, split: str = "train") -> Any:
     return build_source(dataclasses.replace(cfg, shuffle_buffer=0, resampled=False), split)
 
 
+# formats whose one file (or root) holds several splits: only for these does --split choose what is read
+SPLIT_FORMATS = ("karpathy", "cifar10", "cifar100", "stl10")
+
+
+def _split(fmt: str, split: str) -> str | None:
+    """The split a tool reports: ``split`` for formats that hold several, None for a file that is one split."""
+    return split if fmt in SPLIT_FORMATS else None
+
+
 def _dist(values: list[int]) -> dict[str, float]:
     if not values:
         return {}
@@ -94,7 +103,7 @@ def inspect_data(cfg: DataConfig, split: str = "train", limit: int = 0) -> dict[
             labels.update(str(v) for v in s.labels.values())
         if limit and n >= limit:
             break
-    return {"path": cfg.path, "format": cfg.format, "split": split, "items": n, "usable": good, "bad": n_bad,
+    return {"path": cfg.path, "format": cfg.format, "split": _split(cfg.format, split), "items": n, "usable": good, "bad": n_bad,
             "captions": n_caps, "captions_per_image": round(n_caps / good, 3) if good else 0.0,
             "caption_tokens": _dist(cap_lens), "width": _dist(widths), "height": _dist(heights),
             "common_sizes": dict(sizes.most_common(5)), "classes": len(labels), "duplicates": n_dup,
@@ -102,7 +111,8 @@ def inspect_data(cfg: DataConfig, split: str = "train", limit: int = 0) -> dict[
 
 
 def _print_report(r: dict[str, Any]) -> None:
-    print(f"{r['path']} ({r['format']}, split {r['split']}): {r['items']} items, {r['usable']} usable, {r['bad']} bad")
+    where = f"{r['format']}, split {r['split']}" if r["split"] else r["format"]
+    print(f"{r['path']} ({where}): {r['items']} items, {r['usable']} usable, {r['bad']} bad")
     print(f"  captions: {r['captions']} ({r['captions_per_image']} per image); tokens {r['caption_tokens']}")
     print(f"  image width {r['width']}, height {r['height']}; most common {r['common_sizes']}")
     if r["classes"]:
@@ -135,6 +145,11 @@ def cmd_convert(args: argparse.Namespace) -> int:
         if cfg.format == "wds":
             raise TvdimError("source is already WebDataset; use --to csv or --to coco")
         res = to_wds(open_source(cfg, args.split), args.out, args.prefix, args.per_shard)
+        if _split(cfg.format, args.split):  # one split of a file that holds several: say which, and how to get the rest
+            res["split"] = args.split
+            others = ", ".join(x for x in ("train", "val", "test") if x != args.split)
+            res["note"] = (f"converted the {args.split} split only; the {cfg.format} source also has {others}: run "
+                           f"again with --split SPLIT --prefix SPLIT into the same --out")
     else:
         if cfg.format != "wds":
             raise TvdimError(f"--to {args.to} converts from WebDataset shards; source format is {cfg.format}")
