@@ -180,3 +180,58 @@ def test_gpu_free_device_choice(models, folder, tmp_path):
     if not torch.cuda.is_available():
         assert _run(models["export"], folder, "--out", tmp_path / "x.npy", "--device", "cuda") == 2
     assert _run(models["export"], folder, "--out", tmp_path / "y.npy", "--device", "auto") == 0
+
+
+def _karpathy(tmp_path):
+    """A Karpathy-style JSON: 3 train images (two captions each), 1 test image; images in a folder of their own."""
+    imgs = tmp_path / "photos"
+    imgs.mkdir()
+    entries = []
+    for i, split in enumerate(["train", "train", "restval", "test"]):
+        _img(10 + i).save(imgs / f"{i}.png")
+        entries.append({"filename": f"{i}.png", "split": split,
+                        "sentences": [{"raw": f"photo {i} first"}, {"raw": f"photo {i} second"}]})
+    path = tmp_path / "flickr_karpathy.json"
+    path.write_text(json.dumps({"images": entries}))
+    return path, imgs
+
+
+def test_karpathy_json_images_and_captions_as_pretrain_reads_it(models, tmp_path, capsys):
+    """The file the user trained on embeds as it is: its train images (with --root), every caption with --text
+    (never the JSON as one line of text), --split test for the test entries; without the image folder, the error
+    names the folder looked in and --root."""
+    path, imgs = _karpathy(tmp_path)
+    assert _run(models["export"], path, "--out", tmp_path / "x.npy") == 2
+    err = capsys.readouterr().err
+    assert str(tmp_path) in err and "--root" in err
+    assert _run(models["export"], path, "--root", imgs, "--out", tmp_path / "img.npy") == 0
+    feats, keys = _load(tmp_path / "img.npy")
+    assert keys == ["0.png", "1.png", "2.png"] and feats.shape == (3, 32)
+    assert np.allclose(feats, embed_images(load_encoder(models["export"]), [Image.open(imgs / f"{i}.png")
+                                                                           for i in range(3)]).numpy(), atol=1e-5)
+    assert _run(models["export"], path, "--root", imgs, "--split", "test", "--out", tmp_path / "test.npy") == 0
+    assert _load(tmp_path / "test.npy")[1] == ["3.png"]
+    assert _run(models["export"], path, "--text", "--out", tmp_path / "cap.npy") == 0  # no images needed
+    feats, keys = _load(tmp_path / "cap.npy")
+    assert keys == [f"{i}.png#{k}" for i in range(3) for k in range(2)]
+    assert np.allclose(feats[1], embed_texts(*load_text_encoder(models["export"]), ["photo 0 second"]).numpy()[0],
+                       atol=1e-5)
+
+
+def test_coco_json_and_a_csv_without_root_name_the_folder(models, tmp_path, capsys):
+    imgs = tmp_path / "images"
+    imgs.mkdir()
+    for i in range(3):
+        _img(20 + i).save(imgs / f"{i}.png")
+    coco = tmp_path / "ann" / "captions.json"
+    coco.parent.mkdir()
+    coco.write_text(json.dumps({"images": [{"id": i, "file_name": f"{i}.png"} for i in range(3)],
+                                "annotations": [{"image_id": i, "caption": f"c{i}"} for i in range(3)]}))
+    assert _run(models["export"], coco, "--root", imgs, "--out", tmp_path / "coco.npy") == 0
+    assert _load(tmp_path / "coco.npy")[0].shape == (3, 32)
+    table = tmp_path / "ann" / "pairs.csv"
+    table.write_text("filepath,title\n" + "".join(f"{i}.png,c{i}\n" for i in range(3)))
+    assert _run(models["export"], table, "--out", tmp_path / "t.npy") == 2
+    err = capsys.readouterr().err
+    assert "ann" in err and "--root" in err and "traceback" not in err.lower()
+    assert _run(models["export"], table, "--root", imgs, "--out", tmp_path / "t.npy") == 0

@@ -73,10 +73,10 @@ def _export(args: argparse.Namespace) -> int:
 def _embed(args: argparse.Namespace) -> int:
     from .embed import embed_to_file
 
-    cfg = load_config(None, args.overrides)
+    cfg = load_config(None, args.overrides + ([f"data.root={args.root}"] if args.root else []))
     res = embed_to_file(args.model, args.data, args.out, text=args.text, kind=args.format, data_cfg=cfg.data,
                         batch_size=args.batch_size, device=args.device, workers=args.workers,
-                        progress=not args.no_progress)
+                        progress=not args.no_progress, split=args.split)
     sk = res["skipped"]
     print(f"embedded {res['n']} {res['what']} ({res['dim']} dims) -> {', '.join(res['files'])}; "
           f"skipped {sk['bad']} unusable" + (f" (first: {'; '.join(sk['first_reasons'])})" if sk["bad"] else ""))
@@ -137,12 +137,16 @@ def build_parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("embed", help="image (or --text caption) features of a folder, table, shards or text file")
     s.add_argument("model", help="export folder (tvdim export) or checkpoint")
-    s.add_argument("data", help="image folder, .csv/.tsv/.jsonl table, shards (.tar, brace notation); with --text "
-                   "also a plain text file (one caption per line)")
+    s.add_argument("data", help="what pretrain reads (a .csv/.tsv/.jsonl table, a COCO or Karpathy .json, shards: "
+                   ".tar, brace notation, an image folder); with --text also a plain .txt file, one caption a line")
     s.add_argument("--out", required=True, help="FILE.npy (+ FILE.keys.txt) or FILE.parquet (needs pyarrow)")
     s.add_argument("--text", action="store_true", help="embed captions with the text encoder instead of images")
-    s.add_argument("--format", default="auto", choices=("auto", "folder", "lines", "csv", "tsv", "jsonl", "wds"),
-                   help="what DATA is (default: guessed from the path)")
+    s.add_argument("--format", default="auto", help="what DATA is: a data.format (csv, tsv, jsonl, coco, karpathy, "
+                   "wds, imagefolder, ...), folder (every image below it) or lines (text); default: guessed")
+    s.add_argument("--root", default="", help="image folder of a table / COCO / Karpathy file, as data.root "
+                   "(default: the file's folder)")
+    s.add_argument("--split", default="train", help="entries of a file that holds several splits (Karpathy: train, "
+                   "val, test)")
     s.add_argument("--batch-size", type=int, default=256)
     s.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     s.add_argument("--workers", type=int, default=0, help="image-decoding processes")

@@ -36,27 +36,49 @@ from .errors import ConfigError, DataError
 
 log = logging.getLogger("tvdim.embed")
 
-IMAGE_KINDS = ("folder", "csv", "tsv", "jsonl", "wds")
-TEXT_KINDS = ("lines", "csv", "tsv", "jsonl", "wds")
+EMBED_KINDS = ("folder", "lines")  # embed's own inputs: every image below a folder; a text file, one caption a line
 OUT_SUFFIXES = (".npy", ".parquet")
 
 
+def data_kinds() -> tuple[str, ...]:
+    """Every ``data.format`` that reads files (what ``tvdim pretrain`` reads), synthetic data excepted."""
+    from .data.formats.registry import FORMATS
+
+    return tuple(f for f in FORMATS if f != "synthetic")
+
+
 def guess_kind(path: str, text: bool = False) -> str:
-    """``folder`` | ``csv`` | ``tsv`` | ``jsonl`` | ``wds`` | ``lines`` from a path (ConfigError when unsure)."""
+    """What ``path`` is: a ``data.format`` (guessed as ``tvdim data`` guesses it: a ``.json`` is COCO or Karpathy,
+    never plain text), ``folder`` (images) or ``lines`` (a ``.txt`` or extension-less text file, with ``text``)."""
+    from .data.tools import guess_format
+
     p = Path(path)
-    if "{" in path or "::" in path or p.suffix == ".tar":
-        return "wds"
-    if p.suffix in (".csv", ".tsv", ".jsonl"):
-        return p.suffix[1:]
-    if text and p.is_file():
-        return "lines"
-    if not text and p.is_dir():
-        return "folder"
-    if not p.exists():
+    is_shards = "{" in path or "::" in path
+    if not is_shards and not p.exists():
         raise DataError(f"no such file or folder: {p}")
-    what = "a plain text file, a table (.csv/.tsv/.jsonl) or shards (.tar)" if text else \
-        "a folder of images, a table (.csv/.tsv/.jsonl) or shards (.tar)"
-    raise ConfigError(f"cannot tell what {p} is; give {what}, or --format")
+    if text and p.is_file() and p.suffix.lower() in ("", ".txt"):
+        return "lines"
+    if not text and p.is_dir() and not is_shards:
+        kind = guess_format(path)
+        return "wds" if kind == "wds" else "folder"  # a folder: every image below it (class folders or not)
+    if p.is_file() and p.suffix.lower() not in (".csv", ".tsv", ".jsonl", ".json", ".tar", ".gz"):
+        what = "a plain text file (.txt), a table (.csv/.tsv/.jsonl), a COCO / Karpathy .json or shards (.tar)" \
+            if text else "a folder of images, a table (.csv/.tsv/.jsonl), a COCO / Karpathy .json or shards (.tar)"
+        raise ConfigError(f"cannot tell what {p} is; give {what}, or --format")
+    return guess_format(path)
+
+
+def _reader(path: str, kind: str, data: DataConfig, split: str) -> Any:
+    """The data layer's reader of ``kind`` for ``path`` (as ``tvdim pretrain`` reads it: same image-folder rule and
+    hint, same bad-input accounting), full-resolution images, captions not required."""
+    import dataclasses
+
+    from .data.eval_image import eval_source
+
+    if kind not in data_kinds():
+        raise ConfigError(f"cannot embed --format {kind}; valid: {', '.join(EMBED_KINDS + data_kinds())}")
+    cfg = dataclasses.replace(data, format=kind, path=path, shuffle_buffer=0, resampled=False)
+    return eval_source(cfg, split, 32, require_text=False)
 
 
 class ImageFiles(Dataset):
@@ -93,25 +115,25 @@ class _Transformed(Dataset):
         return s if isinstance(s, BadSample) else (s.key, self.tf(s.image))
 
 
-def image_source(path: str, kind: str, data: DataConfig) -> Any:
-    """Map-style reader of ``Sample`` | ``BadSample`` for image embedding (captions not needed)."""
+def image_source(path: str, kind: str, data: DataConfig, split: str = "eval_train") -> Any:
+    """Map-style reader of ``Sample`` | ``BadSample`` for image embedding (captions not needed). ``split``: the
+    entries of a file that holds several (Karpathy ``test``); ``eval_train`` = the whole of ``path``."""
     if kind == "folder":
         return ImageFiles(path, data.max_image_pixels)
-    if kind in ("csv", "tsv", "jsonl"):
-        from .data.formats.table import TableDataset
-
-        return TableDataset(path, kind, data.root, data.image_key, "", "", data.separator, data.max_image_pixels,
-                            require_caption=False)
-    if kind == "wds":
+    if kind == "wds":  # by index: the shards in order, not a shuffled stream
         from .data.formats.wds import WdsDecoder
         from .data.formats.wds_eval import WdsIndexed
 
         return WdsIndexed(path, WdsDecoder(data.text_key, "", require_text=False, max_pixels=data.max_image_pixels))
-    raise ConfigError(f"cannot embed images from --format {kind}; valid: {', '.join(IMAGE_KINDS)}")
+    if kind == "lines":
+        raise ConfigError(f"{path}: --format lines is text; embed its captions with --text")
+    return _reader(path, kind, data, split)
 
 
-def iter_captions(path: str, kind: str, data: DataConfig) -> Iterator[tuple[str, str] | BadSample]:
-    """``(key, caption)`` for every caption of ``path``; empty ones and broken shards as BadSample."""
+def iter_captions(path: str, kind: str, data: DataConfig, split: str = "eval_train"
+                  ) -> Iterator[tuple[str, str] | BadSample]:
+    """``(key, caption)`` for every caption of ``path`` (key ``KEY#n`` for a sample's n-th caption, the line number
+    for ``lines``); empty ones and broken shards as BadSample. Images are not decoded."""
     if kind == "lines":
         p = Path(path)
         if not p.is_file():
@@ -119,16 +141,6 @@ def iter_captions(path: str, kind: str, data: DataConfig) -> Iterator[tuple[str,
         for n, raw in enumerate(p.read_bytes().splitlines(), 1):
             caps = clean_captions(raw)
             yield (str(n), caps[0]) if caps else BadSample(f"{p.name}:{n}", "empty caption")
-    elif kind in ("csv", "tsv", "jsonl"):
-        from .data.formats.table import TableDataset
-
-        ds = TableDataset(path, kind, data.root, data.image_key, data.caption_key, "", data.separator,
-                          require_caption=False)
-        for i, (img, raw, _) in enumerate(ds.items):
-            caps = ds.captions(i)
-            if not caps:
-                yield BadSample(img or f"row{i}", "no non-empty caption")
-            yield from ((f"{img}#{k}", c) for k, c in enumerate(caps))
     elif kind == "wds":
         from .data.formats.wds import WdsDecoder, expand_urls, iter_tar_groups
 
@@ -147,7 +159,43 @@ def iter_captions(path: str, kind: str, data: DataConfig) -> Iterator[tuple[str,
                                     f"(keys found: {', '.join(sorted(files))})")
                 yield from ((f"{key}#{k}", c) for k, c in enumerate(caps))
     else:
-        raise ConfigError(f"cannot embed captions from --format {kind}; valid: {', '.join(TEXT_KINDS)}")
+        for key, caps in _caption_records(_text_reader(path, kind, data, split)):
+            if not caps:
+                yield BadSample(key, "no non-empty caption")
+            yield from ((f"{key}#{k}", c) for k, c in enumerate(caps))
+
+
+def _text_reader(path: str, kind: str, data: DataConfig, split: str) -> Any:
+    """The reader of a caption file whose images need not be there (tables, COCO, Karpathy); other formats through
+    :func:`_reader`."""
+    if kind in ("csv", "tsv", "jsonl"):
+        from .data.formats.table import TableDataset
+
+        return TableDataset(path, kind, data.root, data.image_key, data.caption_key, "", data.separator,
+                            require_caption=False)
+    if kind in ("coco", "karpathy"):
+        from .data.formats.coco import CocoCaptions, KarpathyCaptions
+
+        if kind == "coco":
+            return CocoCaptions(path, data.root, require_caption=False)
+        return KarpathyCaptions(path, "train" if split == "eval_train" else split, data.root, require_caption=False)
+    return _reader(path, kind, data, split)
+
+
+def _caption_records(ds: Any) -> Iterator[tuple[str, list[str]]]:
+    """``(key, captions)`` of every entry of a reader, from its records when it has them (tables, COCO, Karpathy:
+    no image is decoded), else from its samples."""
+    if hasattr(ds, "captions") and hasattr(ds, "items"):  # tables: (image path, raw captions, label) rows
+        for i, (img, _, _) in enumerate(ds.items):
+            yield img or f"row{i}", ds.captions(i)
+    elif hasattr(ds, "items"):  # COCO / Karpathy: (key, image path, raw captions, labels)
+        for key, _, raw, _ in ds.items:
+            yield key, clean_captions(raw)
+    else:
+        for i in range(len(ds)):
+            s = ds[i]
+            if not isinstance(s, BadSample):
+                yield s.key, list(s.captions)
 
 
 def _collate(items: list) -> list:
@@ -253,8 +301,11 @@ def write_embeddings(out: str | Path, keys: list[str], feats: np.ndarray) -> lis
 
 def embed_to_file(model_path: str | Path, data: str, out: str | Path, text: bool = False, kind: str = "auto",
                   data_cfg: DataConfig | None = None, batch_size: int = 256, device: str = "cpu",
-                  workers: int = 0, progress: bool = True) -> dict[str, Any]:
+                  workers: int = 0, progress: bool = True, split: str = "train") -> dict[str, Any]:
     """Embed ``data`` with the encoders of ``model_path`` (export folder or checkpoint) into ``out``.
+
+    ``kind``: ``auto`` (guessed), ``folder``, ``lines`` or any ``data.format`` that reads files; ``split``: which
+    entries of a file that holds several (Karpathy: ``train``, ``val``, ``test``).
 
     Returns a summary: ``{"n", "dim", "files", "skipped": SkipTracker.summary()}``. Raises DataError when nothing
     usable was found or when more than ``data.max_bad_fraction`` of the inputs are unusable.
@@ -267,13 +318,15 @@ def embed_to_file(model_path: str | Path, data: str, out: str | Path, text: bool
         raise ConfigError(f"--out {out} must end in .npy or .parquet")
     data_cfg = data_cfg or DataConfig()
     kind = guess_kind(data, text) if kind == "auto" else kind
+    split = "eval_train" if split == "train" else split  # the whole file (a Karpathy JSON: its train entries)
     dev = resolve_device(device)
     model = load_model(model_path, dev)
     tracker = SkipTracker(data_cfg.max_bad_fraction)
     if text:
-        keys, feats = embed_captions(model, iter_captions(data, kind, data_cfg), batch_size, dev, tracker, progress)
+        keys, feats = embed_captions(model, iter_captions(data, kind, data_cfg, split), batch_size, dev, tracker,
+                                     progress)
     else:
-        keys, feats = embed_image_source(model, image_source(data, kind, data_cfg), batch_size, dev, workers,
+        keys, feats = embed_image_source(model, image_source(data, kind, data_cfg, split), batch_size, dev, workers,
                                          tracker, progress)
     if not keys:
         detail = f"; first reasons: {'; '.join(tracker.reasons)}" if tracker.reasons else ""
@@ -289,4 +342,4 @@ def embed_to_file(model_path: str | Path, data: str, out: str | Path, text: bool
 
 
 __all__ = ["embed_to_file", "embed_image_source", "embed_captions", "image_source", "iter_captions",
-           "write_embeddings", "guess_kind", "ImageFiles"]
+           "write_embeddings", "guess_kind", "data_kinds", "ImageFiles", "EMBED_KINDS"]

@@ -27,7 +27,8 @@ from ..sample import BadSample, Sample
 from .images import check_image_folder, clean_captions, count_outside_root, decode_image
 
 KARPATHY_SPLITS = {"train": ("train", "restval"), "val": ("val",), "test": ("test",), "restval": ("restval",)}
-ROOT_HINT = ("set the image folder with data.root (--root for tvdim data); it defaults to the folder of {name}")
+ROOT_HINT = ("set the image folder with data.root (--root for tvdim data and tvdim embed); it defaults to the folder of "
+             "{name}")
 
 
 def _load_json(path: Path, keys: tuple[str, ...]) -> dict[str, Any]:

@@ -133,8 +133,8 @@ class TableDataset(Dataset):
     def check_images(self) -> None:
         """:class:`DataError` naming the folder looked in when none of 20 images checked exists."""
         check_image_folder(lambda i: self.image_path(i) if self.items[i][0] else None, len(self.items),
-                           str(self.root), f"image paths are relative to data.root (--root for tvdim data), "
-                           f"default the folder of {self.path.name}")
+                           str(self.root), "image paths are relative to data.root (--root for tvdim data and tvdim "
+                           f"embed), default the folder of {self.path.name}")
 
     def image_path(self, i: int) -> Path:
         p = Path(self.items[i][0])
