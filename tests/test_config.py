@@ -258,6 +258,7 @@ def test_old_checkpoint_config_still_loads():
 def test_model_size_presets_and_what_wins():
     from tvdim.config import SIZES, resolve_size
 
+    assert SIZES == {"tiny": (32, 256, 1), "small": (64, 512, 2), "base": (128, 1024, 3)}  # as README documents
     small, note = resolve_size(load_config(overrides=["model.size=small", "model.ndf=48"]), gpu=True)
     assert (small.model.ndf, small.model.n_rkhs, small.model.n_depth) == (48, *SIZES["small"][1:])  # a set key wins
     assert "small" in note and "set by model.size" in note

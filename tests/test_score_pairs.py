@@ -140,3 +140,18 @@ def test_every_caption_of_every_image_is_scored(tmp_path, capsys):
     level = summary["agreement"]
     assert level["i2t_R@10"] < 3 * level["i2t_chance_R@10"] and "treat the flags" in summary["warning"]
     assert "treat the flags" in captured.err
+
+
+def test_a_weak_checkpoint_is_flagged_even_when_its_losses_split():
+    """Two clean modes in the losses, but the checkpoint finds its own caption barely above chance: warned."""
+    g = torch.Generator().manual_seed(0)
+    n = 200
+    img = torch.randn(n, 8, generator=g)
+    txt = torch.randn(n, 8, generator=g)  # unrelated to the images: retrieval at chance
+    group = torch.arange(n)
+    loss = torch.cat([torch.full((150,), 0.1), torch.full((50,), 2.0)]) + 0.01 * torch.randn(n, generator=g)
+    warning, level = audit.agreement_warning(img, txt, group, loss)
+    assert level["separation"] > 2 and level["i2t_R@10"] < 3 * level["i2t_chance_R@10"]
+    assert "barely matches its own pairs (under 3x chance)" in warning
+    good, level = audit.agreement_warning(img, img.clone(), group, loss)  # its own pairs found: no warning
+    assert good == "" and level["i2t_R@10"] == 1.0

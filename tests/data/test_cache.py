@@ -107,7 +107,7 @@ def test_changed_image_under_the_root_gets_another_cache(fx, tmp_path):
     assert cache.fingerprint(cfg, 32, True) != key
 
 
-@pytest.mark.parametrize("damage", ["truncate", "flip", "record"])
+@pytest.mark.parametrize("damage", ["truncate", "append", "flip", "record"])
 def test_damaged_cache_is_reported_and_rebuilt(tmp_path, caplog, damage):
     cfg = _cfg(tmp_path)
     src = build_source(cfg.data, "train", 32)
@@ -115,6 +115,8 @@ def test_damaged_cache_is_reported_and_rebuilt(tmp_path, caplog, damage):
     npy = next((tmp_path / "cache").glob("*.npy"))
     if damage == "truncate":
         npy.write_bytes(npy.read_bytes()[:-100])
+    elif damage == "append":  # still a loadable array: only the size check catches it
+        npy.write_bytes(npy.read_bytes() + b"\0" * 100)
     elif damage == "flip":
         raw = bytearray(npy.read_bytes())
         raw[-5] ^= 0xFF
@@ -124,6 +126,8 @@ def test_damaged_cache_is_reported_and_rebuilt(tmp_path, caplog, damage):
     with caplog.at_level(logging.WARNING, logger="tvdim.data"):
         again = cache.cached(src, cfg.data, 32, False, "disk")
     assert any("is damaged" in r.getMessage() and "rebuilding" in r.getMessage() for r in caplog.records)
+    if damage == "append":
+        assert any("bytes, its record says" in r.getMessage() for r in caplog.records)
     assert np.array_equal(np.asarray(again.images), good)
     assert not isinstance(cache._load(npy, npy.with_suffix(".json")), str)  # the rebuilt one is valid
 
