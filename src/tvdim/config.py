@@ -104,6 +104,23 @@ def resolve_size(cfg: "Config", gpu: bool, saved: dict[str, Any] | None = None) 
     return new, f"model size: {name} (ndf {ndf}, n_rkhs {n_rkhs}, n_depth {n_depth}), {why}"
 
 
+BATCH = {"gpu": 200, "cpu": 64}  # train.batch_size=0 (auto): AMDIM's batch on a GPU; the study's CPU batch
+
+
+def resolve_batch(cfg: "Config", gpu: bool, saved: int | None = None) -> tuple["Config", str]:
+    """``cfg`` with ``train.batch_size`` 0 (auto) set from the device (or kept from the run being resumed,
+    ``saved``), and a line saying what was chosen and why."""
+    if cfg.train.batch_size:
+        return cfg, f"batch: {cfg.train.batch_size} per process (set in the config)"
+    if saved:
+        batch, why = saved, "kept from the checkpoint being resumed"
+    else:
+        batch = BATCH["gpu" if gpu else "cpu"]
+        why = "auto on a GPU (AMDIM's batch)" if gpu else \
+            f"auto on a CPU ({BATCH['gpu']}, AMDIM's batch, on a GPU); set train.batch_size to change it"
+    return replace(cfg, train={"batch_size": batch}), f"batch: {batch} per process, {why}"
+
+
 @dataclass
 class TextConfig:
     vocab_size: int = 2000
@@ -158,7 +175,7 @@ class OptimConfig:
 class TrainConfig:
     method: str = "tvdim"
     steps: int = 1000
-    batch_size: int = 200
+    batch_size: int = 0  # per process; 0 = auto: 200 (AMDIM's) on a GPU, 64 on a CPU (resolve_batch)
     seed: int = 0
     device: str = "auto"  # auto | cpu | cuda | cuda:N
     precision: str = "auto"  # auto (bf16 on GPU, fp32 on CPU) | fp32 | bf16 | fp16
@@ -306,8 +323,9 @@ def validate(cfg: Config) -> Config:
         if value not in allowed:
             shown = ", ".join(v if v else "'' (the method's own)" for v in allowed)
             raise ConfigError(f"config key '{key}' = {value!r}; valid values: {shown}")
-    if cfg.train.steps < 1 or cfg.train.batch_size < 2:
-        raise ConfigError("train.steps must be >= 1 and train.batch_size >= 2 (contrastive losses need negatives)")
+    if cfg.train.steps < 1 or cfg.train.batch_size == 1 or cfg.train.batch_size < 0:
+        raise ConfigError("train.steps must be >= 1 and train.batch_size >= 2 (contrastive losses need negatives), "
+                          "or 0 to choose it from the device")
     if cfg.loss.robust_memory < 1 or cfg.loss.robust_warmup < 0 or not cfg.loss.robust_drop < 1.0:
         raise ConfigError("loss.robust_memory must be >= 1, loss.robust_warmup >= 0 and loss.robust_drop < 1 "
                           f"(got {cfg.loss.robust_memory}, {cfg.loss.robust_warmup}, {cfg.loss.robust_drop})")
@@ -423,5 +441,5 @@ def replace(cfg: Config, **sections: dict[str, Any]) -> Config:
     return validate(new)
 
 
-__all__ = ["SIZES", "resolve_size", "Config", "DataConfig", "ModelConfig", "TextConfig", "LossConfig", "OptimConfig", "TrainConfig",
+__all__ = ["SIZES", "resolve_size", "BATCH", "resolve_batch", "Config", "DataConfig", "ModelConfig", "TextConfig", "LossConfig", "OptimConfig", "TrainConfig",
            "EvalConfig", "load_config", "read_yaml", "from_dict", "replace", "to_plain"]

@@ -13,7 +13,7 @@ import torch
 from torch.nn.parallel import DistributedDataParallel as DDP
 
 from .. import distributed as dist_utils
-from ..config import Config, DataConfig, resolve_size, to_plain
+from ..config import Config, DataConfig, resolve_batch, resolve_size, to_plain
 from ..data.classes import label_tasks
 from ..data.device_aug import DeviceViews, step_seed
 from ..data.pipeline import batches, next_batch
@@ -73,11 +73,12 @@ def pretrain(cfg: Config, resume: str | None = None, overwrite: bool = False) ->
         raise ConfigError("give resume or overwrite, not both")
     ckpt_path = resolve_resume(resume, out)
     state = load_checkpoint(ckpt_path, FOR_RESUME) if ckpt_path else None
-    # model.size=auto: base on a GPU, tiny on a CPU (or the sizes of the run being resumed); stored resolved
-    cfg, size_note = resolve_size(cfg, resolve_device(cfg.train.device, 0).type == "cuda",
-                                  state["config"].get("model") if state is not None else None)
+    # model.size / train.batch_size auto: from the device (or the run being resumed); stored resolved
+    gpu = resolve_device(cfg.train.device, 0).type == "cuda"
+    cfg, size_note = resolve_size(cfg, gpu, state["config"].get("model") if state is not None else None)
+    cfg, batch_note = resolve_batch(cfg, gpu, state["config"].get("train", {}).get("batch_size") if state else None)
     notes = resume_changes(state["config"], cfg, ckpt_path) if state is not None else []
-    notes.append(size_note)
+    notes += [size_note, batch_note]
     if state is not None:
         bad = nonfinite_tensors(state["model"])
         if bad:
