@@ -449,8 +449,75 @@ def report(args: argparse.Namespace) -> None:
             name = f"noise_{dataset}{'' if steps == DEFAULT_STEPS else f'_{steps}steps'}.png"
             _noise_plot(runs, task, out / name)
             lines += ["", f"![caption noise]({name})"]
+        if exp == "peers":
+            lines += _peers_extra(runs, task)
+            name = f"peers_{dataset}_{steps}steps.png"
+            _peers_plot(runs, task, out / name)
+            lines += ["", f"![peers]({name})"]
     (out / "study.md").write_text("\n".join(lines) + "\n")
     print((out / "study.md").read_text())
+
+
+TVDIM_ROWS = ("tvdim", "tvdim-nce")  # compared with every peer row, both (no selection among them on test data)
+
+
+def _vals(runs: list[dict], label: str, task: str, key: str) -> list[float]:
+    return [_eval(r)["tasks"][task][key] for r in runs if r["label"] == label and key in _eval(r)["tasks"][task]]
+
+
+def _peers_extra(runs: list[dict], task: str) -> list[str]:
+    """The peers experiment's extra tables: logistic / zero-shot / t2i R@10 per row, and each tvdim row against
+    every other row on the linear and 10-shot probes (difference of means, and whether it exceeds twice the
+    larger of the two rows' standard deviations)."""
+    labels = list(dict.fromkeys(r["label"] for r in runs))
+    lines = ["", "| run | n | logistic | zero-shot | R@10 t2i | R@10 i2t chance |", "|---|---|---|---|---|---|"]
+    for label in labels:
+        rs = [r for r in runs if r["label"] == label]
+        ret = [_eval(r)["retrieval"] for r in rs if _eval(r).get("retrieval")]
+        lines.append(f"| {label} | {len(rs)} | {_ms(_vals(runs, label, task, 'logreg'))} | "
+                     f"{_ms(_vals(runs, label, task, 'zeroshot'))} | {_ms([x['t2i_R@10'] for x in ret])} | "
+                     f"{_ms([x['i2t_chance_R@10'] for x in ret if 'i2t_chance_R@10' in x])} |")
+    mine_rows = [m + sfx for sfx in ("", " p=0.5") for m in TVDIM_ROWS if m + sfx in labels]
+    for probe in ("linear", "linear_10shot"):
+        for mine in mine_rows:
+            noisy = " p=" in mine
+            a = _vals(runs, mine, task, probe)
+            if len(a) < 2:
+                continue
+            lines += ["", f"{mine} against the other rows{' at 50 % swapped' if noisy else ''}, {probe} (points; "
+                      "'> 2 sd' = the difference exceeds twice the larger standard deviation):", "",
+                      "| other row | n | difference | > 2 sd |", "|---|---|---|---|"]
+            for other in (o for o in labels if o != mine and (" p=" in o) == noisy):
+                b = _vals(runs, other, task, probe)
+                if len(b) < 2:
+                    continue
+                d = 100 * (statistics.mean(a) - statistics.mean(b))
+                sd = 100 * max(statistics.stdev(a), statistics.stdev(b))
+                lines.append(f"| {other} | {len(b)} | {d:+.1f} | {'yes' if d > 2 * sd else 'no'} |")
+    return lines
+
+
+def _peers_plot(runs: list[dict], task: str, path: Path) -> None:
+    """Linear and 10-shot accuracy per row (mean, std error bars), clean rows and 50 %-swapped rows side by side."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    labels = [lab for lab in dict.fromkeys(r["label"] for r in runs) if " p=" not in lab]
+    fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=False)
+    for ax, probe in zip(axes, ("linear", "linear_10shot")):
+        for j, (suffix, name) in enumerate((("", "clean"), (" p=0.5", "50 % swapped"))):
+            ys = [_vals(runs, lab + suffix, task, probe) for lab in labels]
+            xs = [i + (j - 0.5) * 0.38 for i, y in enumerate(ys) if y]
+            ax.bar(xs, [100 * statistics.mean(y) for y in ys if y], 0.38,
+                   yerr=[100 * statistics.stdev(y) if len(y) > 1 else 0 for y in ys if y], capsize=2, label=name)
+        ax.set_xticks(range(len(labels)), labels, rotation=60, ha="right", fontsize=7)
+        ax.set(ylabel=f"{probe} probe, {task} (%)", title=probe)
+        ax.legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
 
 
 # main-experiment runs that double as another experiment's default setting: {experiment: {main label: new label}}

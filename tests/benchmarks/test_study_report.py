@@ -161,3 +161,25 @@ def test_open_clip_scores_merge_into_its_trunks_evaluation(study):
                                 "zeroshot": {"label": {"n_classes": 31, "zeroshot": 0.2, "zeroshot_balanced": 0.19}}})
     assert ev == {"tasks": {"label": {"n_classes": 31, "linear": 0.5, "zeroshot": 0.2, "zeroshot_balanced": 0.19}},
                   "retrieval": {"i2t_R@1": 0.1}}
+
+
+def test_peers_report_compares_each_tvdim_row_with_every_other_row(study, tmp_path):
+    settings = dict(SETTINGS, backbone="resnet18", size=64, steps=200)
+    rows = []
+    for seed in (0, 1):
+        for label, acc in (("tvdim", 0.40), ("tvdim-nce", 0.38), ("lightly-simclr", 0.30), ("open_clip-clip", 0.395)):
+            r = record("peers", label, label, seed, acc + 0.005 * seed, settings)
+            r["eval"]["tasks"]["label"].update(linear_10shot=acc / 2, logreg=acc + 0.01)
+            rows.append(r)
+        noisy = record("peers", "tvdim p=0.5", "tvdim", seed, 0.33 + 0.005 * seed, settings)
+        noisy["eval"]["tasks"]["label"]["linear_10shot"] = 0.1
+        rows.append(noisy)
+    args = argparse.Namespace(results=[str(write(tmp_path, rows))], out=str(tmp_path / "rep"))
+    study.report(args)
+    text = (tmp_path / "rep" / "study.md").read_text()
+    assert "![peers](peers_rsicd_200steps.png)" in text and (tmp_path / "rep" / "peers_rsicd_200steps.png").exists()
+    block = text.split("tvdim against the other rows, linear (points")[1].split("\n\n")[1]
+    assert table_row(block, "lightly-simclr")[2:] == ["+10.0", "yes"]  # 40.25 - 30.25, sd 0.35
+    assert table_row(block, "open_clip-clip")[2:] == ["+0.5", "no"]  # within twice the sd
+    assert "| tvdim p=0.5 |" not in block  # clean rows are compared with clean rows only
+    assert table_row(text, "tvdim")[0:2] == ["tvdim", "2"]
