@@ -475,7 +475,8 @@ def _peers_extra(runs: list[dict], task: str) -> list[str]:
         rs = [r for r in runs if r["label"] == label]
         ret = [_eval(r)["retrieval"] for r in rs if _eval(r).get("retrieval")]
         lines.append(f"| {label} | {len(rs)} | {_ms(_vals(runs, label, task, 'logreg'))} | "
-                     f"{_ms(_vals(runs, label, task, 'zeroshot'))} | {_ms([x['t2i_R@10'] for x in ret])} | "
+                     f"{_ms(_vals(runs, label, task, 'zeroshot'))} | "
+                     f"{_ms([x['t2i_R@10'] for x in ret if 't2i_R@10' in x])} | "
                      f"{_ms([x['i2t_chance_R@10'] for x in ret if 'i2t_chance_R@10' in x])} |")
     mine_rows = [m + sfx for sfx in ("", " p=0.5") for m in TVDIM_ROWS if m + sfx in labels]
     for probe in ("linear", "linear_10shot"):
