@@ -6,6 +6,16 @@ import torch
 
 
 @pytest.fixture(autouse=True, scope="session")
+def _private_cache_folder(tmp_path_factory):
+    """Disk data caches (data.cache, ``~/.cache/tvdim/decoded`` by default; chosen by ``auto`` under torchrun) go
+    to a folder of the test session, also in the worker processes the distributed tests start."""
+    mp = pytest.MonkeyPatch()
+    mp.setenv("XDG_CACHE_HOME", str(tmp_path_factory.mktemp("xdg_cache")))
+    yield
+    mp.undo()
+
+
+@pytest.fixture(autouse=True, scope="session")
 def _one_torch_thread():
     """Tiny models: one intra-op thread is fastest and avoids oversubscription on a busy 2-core machine."""
     n = torch.get_num_threads()
