@@ -77,7 +77,7 @@ class ModelConfig:
 
 
 # model.size presets: (ndf, n_rkhs, n_depth). base is the AMDIM reference (made for a GPU); tiny is the demo's encoder
-# (docs/results.md, "Model size presets").
+# (README, "Model size").
 SIZES = {"tiny": (32, 256, 1), "small": (64, 512, 2), "base": (128, 1024, 3)}
 
 
@@ -345,7 +345,8 @@ def validate(cfg: Config) -> Config:
 _AT_LEAST_1 = ("text.vocab_size", "text.heads", "text.dim",
                "train.log_every", "train.ckpt_every", "data.max_image_pixels", "eval.probe_batch", "eval.knn_k",
                "loss.proj_dim")
-_AT_LEAST_0 = ("model.ndf", "model.n_rkhs", "model.n_depth", "data.num_samples", "data.shuffle_buffer", "text.layers", "loss.chunk_size",
+_AT_LEAST_0 = ("model.ndf", "model.n_rkhs", "model.n_depth",  # 0 = from model.size
+               "data.num_samples", "data.shuffle_buffer", "text.layers", "loss.chunk_size",
                "loss.lam", "loss.nce_reg", "optim.lr", "optim.probe_lr", "optim.weight_decay", "optim.warmup_steps",
                "optim.decay_factor", "optim.text_grad_clip", "eval.linear_epochs", "eval.mlp_epochs",
                "eval.probe_lr", "eval.retrieval_max", "data.synth_train", "data.synth_test", "data.synth_objects",
@@ -441,5 +442,6 @@ def replace(cfg: Config, **sections: dict[str, Any]) -> Config:
     return validate(new)
 
 
-__all__ = ["SIZES", "resolve_size", "BATCH", "resolve_batch", "Config", "DataConfig", "ModelConfig", "TextConfig", "LossConfig", "OptimConfig", "TrainConfig",
-           "EvalConfig", "load_config", "read_yaml", "from_dict", "replace", "to_plain"]
+__all__ = ["SIZES", "resolve_size", "BATCH", "resolve_batch", "Config", "DataConfig", "ModelConfig", "TextConfig",
+           "LossConfig", "OptimConfig", "TrainConfig", "EvalConfig", "load_config", "read_yaml", "from_dict", "replace",
+           "to_plain"]

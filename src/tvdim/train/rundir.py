@@ -24,7 +24,9 @@ LOCK_FILE = "run.lock"
 RESUMABLE = ("train.steps", "train.log_every", "train.ckpt_every", "train.progress", "train.out_dir",
              "train.device", "train.precision", "train.compile", "data.path", "data.root", "data.eval_train_path",
              "data.eval_test_path", "data.workers", "data.max_bad_fraction", "data.max_image_pixels",
-             "data.shuffle_buffer", "data.cache", "data.cache_dir", "model.channels_last", "model.size", "text.tokenizer_path", "loss.chunk_size", "eval.*")
+             "data.shuffle_buffer", "data.cache", "data.cache_dir", "model.channels_last",
+             "model.size",  # a name: model.ndf / n_rkhs / n_depth are what fix the model
+             "text.tokenizer_path", "loss.chunk_size", "eval.*")
 # What ``tvdim pretrain`` writes into a run folder (``--overwrite`` deletes exactly these).
 RUN_OUTPUTS = ("checkpoints", "metrics.jsonl", "train.log", "tb", "config.json")
 
