@@ -124,8 +124,9 @@ def image_stream(source: Any, seed: int):
 
 
 def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: str, size: int, batch: int,
-               steps: int, seed: int, out: Path, log_every: int = 50) -> Path:
-    """Train ``peer`` and write ``out/checkpoints/last.pt`` (a tvdim checkpoint holding the peer's backbone)."""
+               steps: int, seed: int, out: Path, log_every: int = 50, device: str = "cpu") -> Path:
+    """Train ``peer`` on ``device`` and write ``out/checkpoints/last.pt`` (a tvdim checkpoint holding the peer's
+    backbone)."""
     import timm
 
     from tvdim.models.timm_backbone import timm_kwargs
@@ -136,7 +137,7 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
     torch.manual_seed(seed)
     random.seed(seed)
     body = timm.create_model(backbone, pretrained=False, num_classes=0, **timm_kwargs(backbone, size))
-    model = PeerModel(peer, body, body.num_features).train()
+    model = PeerModel(peer, body, body.num_features).train().to(device)
     opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=LR)
     tf = view_transform(peer, size)
     images = image_stream(build_source(cfg.data, "eval_train", size), seed)
@@ -144,7 +145,7 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
     t0, log = time.perf_counter(), (out / "metrics.jsonl").open("w")
     for step in range(1, steps + 1):
         views = [tf(next(images)) for _ in range(batch)]
-        x0, x1 = torch.stack([v[0] for v in views]), torch.stack([v[1] for v in views])
+        x0, x1 = torch.stack([v[0] for v in views]).to(device), torch.stack([v[1] for v in views]).to(device)
         loss = model.loss(x0, x1, (step - 1) / max(steps, 1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -156,7 +157,8 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
             log.write(json.dumps(rec) + "\n")
             log.flush()
     log.close()
-    return save_as_tvdim(cfg, body.state_dict(), steps, {"name": peer, "lr": LR, "library": "lightly"}, out)
+    body_state = {k: v.cpu() for k, v in body.state_dict().items()}
+    return save_as_tvdim(cfg, body_state, steps, {"name": peer, "lr": LR, "library": "lightly"}, out)
 
 
 def save_as_tvdim(cfg: Any, body_state: dict[str, torch.Tensor], steps: int, peer: dict[str, Any], out: Path) -> Path:
@@ -184,17 +186,17 @@ def open_clip_config(backbone: str, size: int, text: Any, embed_dim: int) -> dic
 
 
 def open_clip_argv(shards: str, model_dir: Path, logs: Path, batch: int, steps: int, seed: int, warmup: int,
-                   workers: int) -> list[str]:
-    """Arguments of ``python -m open_clip_train.main`` for ``steps`` steps of ``batch`` on CPU, one epoch."""
+                   workers: int, device: str = "cpu") -> list[str]:
+    """Arguments of ``python -m open_clip_train.main`` for ``steps`` steps of ``batch`` on ``device``, one epoch."""
     return ["--train-data", shards, "--dataset-type", "webdataset", "--dataset-resampled",
             "--train-num-samples", str(steps * batch), "--epochs", "1", "--batch-size", str(batch),
             "--workers", str(workers), "--model", f"local-dir:{model_dir}", "--warmup", str(warmup),
-            "--precision", "fp32", "--device", "cpu", "--seed", str(seed), "--logs", str(logs), "--name", "open_clip",
+            "--precision", "fp32" if device == "cpu" else "amp_bf16", "--device", device, "--seed", str(seed), "--logs", str(logs), "--name", "open_clip",
             "--save-frequency", "1", "--log-every-n-steps", "10", "--report-to", ""]
 
 
 def train_open_clip(cfg_path: str | None, overrides: list[str], shards: str, backbone: str, size: int, batch: int,
-                    steps: int, seed: int, out: Path, warmup: int = 50, workers: int = 0) -> Path:
+                    steps: int, seed: int, out: Path, warmup: int = 50, workers: int = 0, device: str = "cpu") -> Path:
     """Train CLIP with open_clip's own trainer (a subprocess) and write ``out/checkpoints/last.pt`` (its image
     trunk as a tvdim checkpoint); open_clip's run (log, checkpoint) stays under ``out/open_clip``."""
     import shutil
@@ -211,7 +213,7 @@ def train_open_clip(cfg_path: str | None, overrides: list[str], shards: str, bac
     (model_dir / "open_clip_config.json").write_text(json.dumps(open_clip_config(backbone, size, cfg.text, dim),
                                                                 indent=1))
     shutil.rmtree(out / "open_clip", ignore_errors=True)  # open_clip refuses to reuse an experiment name
-    argv = open_clip_argv(shards, model_dir, out, batch, steps, seed, warmup, workers)
+    argv = open_clip_argv(shards, model_dir, out, batch, steps, seed, warmup, workers, device)
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "open_clip_train.main", *argv], capture_output=True, text=True)
     (out / "open_clip_stdout.log").write_text(done.stdout + done.stderr)

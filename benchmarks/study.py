@@ -203,13 +203,15 @@ def _train_peer(peer: str, overrides: list[str], cfg: Any, data: Path, out: Path
     peers = _peers()
     run_dir = Path(cfg.train.out_dir)
     common = (cfg.model.backbone, cfg.model.image_size, cfg.train.batch_size, cfg.train.steps, cfg.train.seed, run_dir)
+    device = "cuda" if _machine(args.device)[0] == "cuda" else "cpu"
     if peer != peers.OPEN_CLIP:
-        return peers.train_peer(peer, None, overrides, *common)
+        return peers.train_peer(peer, None, overrides, *common, device=device)
     if noise and noise[0] > 0:  # the same swapped-caption shards as the tvdim rows, as open_clip's '::' list
         shards = "::".join(str(p) for p in sorted(Path(noisy_shards(data, out, noise[0])).glob("*.tar")))
     else:
         shards = str(data / "rsicd" / "rsicd-train-{000000..000008}.tar")
-    return peers.train_open_clip(None, overrides, shards, *common, warmup=cfg.optim.warmup_steps)
+    return peers.train_open_clip(None, overrides, shards, *common, warmup=cfg.optim.warmup_steps,
+                                 workers=args.workers, device=device)
 
 
 def _merge_open_clip(ev: dict[str, Any], extra: dict[str, Any]) -> None:
