@@ -5,7 +5,8 @@ followed by the resize to the augmentation's base square (what a cache build or 
 
 Reads ``--n`` JPEGs from the RSICD train shards (or CIFAR-10 with ``--set cifar10``) once into memory, then times
 each path over the same bytes, interleaved over ``--repeats`` rounds (median per path), and reports each path's
-largest and mean absolute difference from PIL's full decode after the resize (uint8 levels). Writes JSON to --out.
+largest and mean absolute difference from PIL's full decode after the resize (uint8 levels); two more rows time the
+decoders alone (no resize). Writes JSON to --out.
 """
 from __future__ import annotations
 
@@ -56,6 +57,19 @@ def tv_decode(b: bytes, side: int) -> torch.Tensor:
     return F.center_crop(x, side)
 
 
+def decode_only_pil(b: bytes) -> Image.Image:
+    img = Image.open(io.BytesIO(b))
+    img.load()
+    return img.convert("RGB")
+
+
+def decode_only_tv(b: bytes) -> Image.Image:
+    from torchvision.io import ImageReadMode, decode_jpeg
+
+    x = decode_jpeg(torch.frombuffer(bytearray(b), dtype=torch.uint8), mode=ImageReadMode.RGB)
+    return Image.fromarray(x.permute(1, 2, 0).numpy())
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data", default="../shared/data")
@@ -68,7 +82,9 @@ def main() -> None:
     blobs = read_jpegs(Path(args.data) / args.set, f"{args.set}-train", args.n)
     side, tf = base_side(args.size), base_transform(args.size)
     paths = {"pil_full": lambda b: pil_full(b, tf), "pil_draft": lambda b: pil_draft(b, tf, side),
-             "torchvision": lambda b: tv_decode(b, side)}
+             "torchvision": lambda b: tv_decode(b, side),
+             # decoding alone (no resize): PIL's decoder against torchvision's, both ending in a PIL image
+             "decode_only_pil": decode_only_pil, "decode_only_torchvision": decode_only_tv}
     times: dict[str, list[float]] = {k: [] for k in paths}
     for _ in range(args.repeats):
         for name, fn in paths.items():
@@ -77,13 +93,17 @@ def main() -> None:
                 fn(b)
             times[name].append(time.perf_counter() - t0)
     ref = [paths["pil_full"](b).int() for b in blobs[:200]]
-    rows = {}
+    rows: dict[str, dict] = {}
     for name, fn in paths.items():
-        diffs = [(fn(b).int() - r).abs() for b, r in zip(blobs[:200], ref)]
         med = statistics.median(times[name])
-        rows[name] = {"images_per_s": round(len(blobs) / med, 1), "vs_pil_full": round(statistics.median(
-            times["pil_full"]) / med, 3), "max_abs_diff": int(max(d.max() for d in diffs)),
-            "mean_abs_diff": round(float(torch.stack([d.float().mean() for d in diffs]).mean()), 3)}
+        rows[name] = {"images_per_s": round(len(blobs) / med, 1),
+                      "vs_pil_full": round(statistics.median(times["pil_full"]) / med, 3)}
+        if name.startswith("decode_only"):
+            rows[name]["vs_decode_only_pil"] = round(statistics.median(times["decode_only_pil"]) / med, 3)
+            continue
+        diffs = [(fn(b).int() - r).abs() for b, r in zip(blobs[:200], ref)]
+        rows[name] |= {"max_abs_diff": int(max(d.max() for d in diffs)),
+                       "mean_abs_diff": round(float(torch.stack([d.float().mean() for d in diffs]).mean()), 3)}
     res = {"set": args.set, "size": args.size, "side": side, "n": len(blobs), "rows": rows,
            "source_size": list(Image.open(io.BytesIO(blobs[0])).size),
            "device": f"cpu ({platform.machine()}, {torch.get_num_threads()} threads)", "torch": torch.__version__,
