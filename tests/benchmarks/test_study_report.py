@@ -183,3 +183,37 @@ def test_peers_report_compares_each_tvdim_row_with_every_other_row(study, tmp_pa
     assert table_row(block, "open_clip-clip")[2:] == ["+0.5", "no"]  # within twice the sd
     assert "| tvdim p=0.5 |" not in block  # clean rows are compared with clean rows only
     assert table_row(text, "tvdim")[0:2] == ["tvdim", "2"]
+
+
+def test_a_failed_run_is_listed_and_a_duplicate_counts_once(study, tmp_path):
+    rows = [record("main", "amdim", "amdim", 0, 0.30), record("main", "amdim", "amdim", 0, 0.30),
+            record("main", "amdim", "amdim", 1, 0.32)]
+    rows.append({"experiment": "main", "label": "tvdim", "method": "tvdim", "seed": 0, "failed": "non-finite loss at "
+                 "step 7", "settings": SETTINGS, "machine": "cpu", "date": "2026-01-01T00:00:00+00:00"})
+    study.report(argparse.Namespace(results=[str(write(tmp_path, rows))], out=str(tmp_path / "rep")))
+    text = (tmp_path / "rep" / "study.md").read_text()
+    assert "- main / tvdim seed 0: non-finite loss at step 7" in text
+    assert table_row(text, "amdim")[1] == "2" and table_row(text, "amdim")[2] == "31.0 ± 1.4"
+
+
+def test_a_peer_that_diverges_is_recorded_and_the_study_goes_on(study, tmp_path, monkeypatch):
+    calls = []
+
+    def diverge(peer, *a):
+        calls.append(peer)
+        raise SystemExit(f"{peer}: non-finite loss at step 7")
+
+    monkeypatch.setattr(study, "_train_peer", diverge)
+    args = argparse.Namespace(experiment="peers", dataset="rsicd", noise_levels="", text_model="",
+                              out=str(tmp_path / "out"), data=str(tmp_path), workers=0, size=64, ndf=32, n_rkhs=256,
+                              n_depth=1, steps=200, batch=64, warmup=50, device="cpu", probe_epochs=1,
+                              set=["model.backbone=resnet18"], seeds="0,1", methods="",
+                              only="lightly-vicreg,lightly-byol", task="label", val=False, transfer=False)
+    study.run(args)
+    lines = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert calls == ["lightly-byol", "lightly-vicreg"] * 2  # every planned run was tried
+    assert [(r["label"], r["seed"]) for r in lines] == [("lightly-byol", 0), ("lightly-vicreg", 0),
+                                                        ("lightly-byol", 1), ("lightly-vicreg", 1)]
+    assert lines[1]["failed"] == "lightly-vicreg: non-finite loss at step 7" and "eval" not in lines[1]
+    study.run(args)  # a failure is a result: not tried again
+    assert len(calls) == 4
