@@ -55,7 +55,7 @@ _NOT_IN_KEY = ("workers", "augment", "cache", "cache_dir", "shuffle_buffer", "ev
 class CacheMeta:
     """What a cache holds besides its pixels (the ``.json`` beside a disk cache)."""
 
-    fingerprint: str
+    fingerprint: str  # the disk cache's key ("" in memory)
     side: int
     keys: list[str]
     captions: list[list[str]]
@@ -267,10 +267,8 @@ def cached(source: Any, cfg: DataConfig, image_size: int, require_text: bool, mo
 
     ``barrier``: called between rank 0's build and the other ranks' read (torchrun)."""
     name = name or cfg.path or cfg.format
-    if mode == "memory":
-        images, meta = build(source, image_size, cfg.max_bad_fraction, name=name)
-        meta.fingerprint = fingerprint(cfg, image_size, require_text)
-        return CachedSource(images, meta)
+    if mode == "memory":  # lives as long as the run: no key, so no walk over the data files
+        return CachedSource(*build(source, image_size, cfg.max_bad_fraction, name=name))
     key = fingerprint(cfg, image_size, require_text)
     folder = cache_dir(cfg)
     npy, meta_path = folder / f"{key}.npy", folder / f"{key}.json"
