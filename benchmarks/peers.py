@@ -52,7 +52,7 @@ LR = 0.06  # lightly's examples: torch.optim.SGD(model.parameters(), lr=0.06)
 class PeerModel(torch.nn.Module):
     """Backbone + lightly's heads for one peer; ``loss(views)`` is the peer's objective on a list of view batches."""
 
-    def __init__(self, peer: str, backbone: torch.nn.Module, dim: int) -> None:
+    def __init__(self, peer: str, backbone: torch.nn.Module, dim: int, temperature: float | None = None) -> None:
         super().__init__()
         from lightly.loss import NegativeCosineSimilarity, NTXentLoss, VICRegLoss
         from lightly.models.modules.heads import (BYOLPredictionHead, BYOLProjectionHead, SimCLRProjectionHead,
@@ -62,7 +62,7 @@ class PeerModel(torch.nn.Module):
         self.peer, self.backbone = peer, backbone
         if peer == "lightly-simclr":
             self.head = SimCLRProjectionHead(dim, dim, 128)
-            self.criterion = NTXentLoss()
+            self.criterion = NTXentLoss() if temperature is None else NTXentLoss(temperature=temperature)
         elif peer == "lightly-byol":
             self.head = BYOLProjectionHead(dim, 1024, 256)
             self.predictor = BYOLPredictionHead(256, 1024, 256)
@@ -124,9 +124,14 @@ def image_stream(source: Any, seed: int):
 
 
 def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: str, size: int, batch: int,
-               steps: int, seed: int, out: Path, log_every: int = 50, device: str = "cpu") -> Path:
+               steps: int, seed: int, out: Path, log_every: int = 50, device: str = "cpu",
+               temperature: float | None = None, optimizer: str = "lightly") -> Path:
     """Train ``peer`` on ``device`` and write ``out/checkpoints/last.pt`` (a tvdim checkpoint holding the peer's
-    backbone)."""
+    backbone).
+
+    The defaults are lightly's example. Two departures exist only to explain a gap to tvdim's own recipe (issue 21,
+    item 4): ``temperature`` (lightly-simclr's NT-Xent temperature; the example's is 0.5) and ``optimizer="tvdim"``
+    (tvdim's Adam, lr schedule and warm-up from the config's ``optim`` section instead of SGD lr 0.06)."""
     import timm
 
     from tvdim.models.timm_backbone import timm_kwargs
@@ -137,8 +142,8 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
     torch.manual_seed(seed)
     random.seed(seed)
     body = timm.create_model(backbone, pretrained=False, num_classes=0, **timm_kwargs(backbone, size))
-    model = PeerModel(peer, body, body.num_features).train().to(device)
-    opt = torch.optim.SGD([p for p in model.parameters() if p.requires_grad], lr=LR)
+    model = PeerModel(peer, body, body.num_features, temperature).train().to(device)
+    opt, sched = peer_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], cfg.optim, steps)
     tf = view_transform(peer, size)
     images = image_stream(build_source(cfg.data, "eval_train", size), seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -150,15 +155,33 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
+        lr = opt.param_groups[0]["lr"]  # the rate this step used
+        sched.step()
         if not math.isfinite(loss.item()):
             raise SystemExit(f"{peer}: non-finite loss at step {step}")
         if step % log_every == 0 or step == steps:
-            rec = {"step": step, "loss": loss.item(), "seconds": round(time.perf_counter() - t0, 1)}
+            rec = {"step": step, "loss": loss.item(), "lr": lr, "seconds": round(time.perf_counter() - t0, 1)}
             log.write(json.dumps(rec) + "\n")
             log.flush()
     log.close()
     body_state = {k: v.cpu() for k, v in body.state_dict().items()}
-    return save_as_tvdim(cfg, body_state, steps, {"name": peer, "lr": LR, "library": "lightly"}, out)
+    recipe = {"optimizer": optimizer, "lr": LR if optimizer == "lightly" else cfg.optim.lr, "temperature": temperature}
+    return save_as_tvdim(cfg, body_state, steps, {"name": peer, "library": "lightly", **recipe}, out)
+
+
+def peer_optimizer(name: str, params: list[torch.nn.Parameter], optim: Any, steps: int) -> tuple[Any, Any]:
+    """(optimizer, per-step lr scheduler): ``lightly`` = the examples' SGD at lr 0.06 and a constant rate; ``tvdim`` =
+    tvdim's Adam (``optim.lr`` / betas / eps / weight decay) with its warm-up and late step decay."""
+    from tvdim.train.schedule import build_scheduler
+
+    if name == "lightly":
+        opt = torch.optim.SGD(params, lr=LR)
+        return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
+    if name == "tvdim":
+        opt = torch.optim.Adam(params, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps,
+                               weight_decay=optim.weight_decay)
+        return opt, build_scheduler(opt, steps, optim.warmup_steps, optim.decay_at, optim.decay_factor)
+    raise SystemExit(f"peers: unknown optimizer {name!r}; choose lightly or tvdim")
 
 
 def save_as_tvdim(cfg: Any, body_state: dict[str, torch.Tensor], steps: int, peer: dict[str, Any], out: Path) -> Path:

@@ -32,7 +32,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
-EXPERIMENTS = ("main", "noise", "sensitivity", "paired", "pretrained-text", "peers")
+EXPERIMENTS = ("main", "noise", "sensitivity", "paired", "pretrained-text", "peers", "peers-ablation")
 NOISE_LEVELS = {"noise": (0.0, 0.25, 0.5, 0.75), "pretrained-text": (0.0, 0.5, 0.75),
                 "peers": (0.0, 0.5)}  # default --noise-levels
 PEER = "peer:"  # a plan's method "peer:NAME" is trained by benchmarks/peers.py (the peer's own code), not by tvdim
@@ -42,7 +42,15 @@ PEER_ROWS = (("random", "random", []), ("amdim", "amdim", []), ("simclr", "simcl
              ("simclr+rank", "simclr", ["loss.inter_term=rank"]), ("lightly-simclr", "peer:lightly-simclr", []),
              ("lightly-byol", "peer:lightly-byol", []), ("lightly-vicreg", "peer:lightly-vicreg", []),
              ("open_clip-clip", "peer:open_clip-clip", []))
+# issue 21, item 4: why tvdim's simclr and lightly's SimCLR differ, one recipe factor moved at a time ("peer.*"
+# overrides are the peer's, see benchmarks/peers.py); the two unchanged recipes are the peers experiment's rows
+ABLATION_ROWS = (("simclr t=0.5", "simclr", ["loss.simclr_temperature=0.5"]),
+                 ("lightly-simclr t=0.1", "peer:lightly-simclr", ["peer.temperature=0.1"]),
+                 ("lightly-simclr tvdim-optim", "peer:lightly-simclr", ["peer.optimizer=tvdim"]),
+                 ("lightly-simclr t=0.1 tvdim-optim", "peer:lightly-simclr", ["peer.temperature=0.1",
+                                                                             "peer.optimizer=tvdim"]))
 PEER_TEXT_ROWS = ("tvdim", "tvdim-nce", "slip", "clip", "simclr+rank", "open_clip-clip")  # also at noise p > 0
+CKPT_EVERY = 400  # a long run cut off (session end, reboot) loses at most this many steps
 DEFAULT_STEPS = 400  # the CPU regime; other step counts get their own tables ("noise, 1600 steps")
 ROBUST = ("gmm", "small-loss", "storey")  # the robust variants of the image-text term
 
@@ -74,6 +82,8 @@ def plan(experiment: str, noise_levels: tuple[float, ...] | None = None,
         return [(label, m, list(extra)) for label, m, extra in PEER_ROWS] + [
             (f"{label} p={p}", m, [*extra, f"noise={p}"]) for p in noise_levels if p > 0
             for label, m, extra in PEER_ROWS if label in PEER_TEXT_ROWS]
+    if experiment == "peers-ablation":
+        return [(label, m, list(extra)) for label, m, extra in ABLATION_ROWS]
     if experiment == "paired":
         return [(f"paired={f}", "tvdim", [f"data.paired_fraction={f}"]) for f in (0.1, 0.25, 0.5)]  # 1.0 = main
     if experiment == "pretrained-text":  # amdim, then each tvdim run with its own text tower and a frozen MiniLM
@@ -100,7 +110,6 @@ def noisy_shards(data: Path, out: Path, p: float, seed: int = 0) -> str:
 def run(args: argparse.Namespace) -> None:
     from tvdim.config import load_config
     from tvdim.eval.evaluate import evaluate
-    from tvdim.train.trainer import pretrain
 
     levels = tuple(float(x) for x in args.noise_levels.split(",")) if args.noise_levels else None
     text_model = args.text_model or (_minilm() if args.experiment == "pretrained-text" else "")
@@ -132,7 +141,7 @@ def run(args: argparse.Namespace) -> None:
                 f"model.n_depth={args.n_depth}", "text.vocab_size=2000", "text.dim=128", "text.layers=2",
                 f"train.steps={args.steps}", f"train.batch_size={args.batch}", f"optim.warmup_steps={args.warmup}",
                 f"train.device={args.device}", "train.progress=false", f"train.log_every={max(1, args.steps // 50)}",
-                f"train.ckpt_every={args.steps}", f"eval.linear_epochs={args.probe_epochs}",
+                f"train.ckpt_every={min(args.steps, CKPT_EVERY)}", f"eval.linear_epochs={args.probe_epochs}",
                 f"eval.mlp_epochs={args.probe_epochs}", *args.set]
     ev_device, machine = _machine(args.device)
     for seed in [int(s) for s in args.seeds.split(",")]:
@@ -140,7 +149,9 @@ def run(args: argparse.Namespace) -> None:
             if (args.experiment, label, seed) in done or (args.methods and method not in args.methods.split(",")) \
                     or (args.only and label not in args.only.split(",")):
                 continue
-            over = [o for o in extra if not o.startswith("noise=")]
+            over = [o for o in extra if not o.startswith(("noise=", "peer."))]
+            peer_opts = dict(o[len("peer."):].split("=", 1) for o in extra if o.startswith("peer."))
+            peer_kwargs(peer_opts)  # a misspelt option is a mistake in the plan, not a failed run
             noise = [float(o.split("=")[1]) for o in extra if o.startswith("noise=")]
             if noise and args.dataset == "synthetic":
                 over.append(f"data.synth_swap={noise[0]}")
@@ -153,22 +164,23 @@ def run(args: argparse.Namespace) -> None:
             t0 = time.perf_counter()
             if method.startswith(PEER):
                 try:
-                    ckpt = _train_peer(method[len(PEER):], base + over, cfg, data, out, noise, args)
+                    ckpt = _train_peer(method[len(PEER):], base + over, cfg, data, out, noise, args, peer_opts)
                 except SystemExit as exc:  # the peer's own settings diverged here: a result, recorded as such
-                    _record_failure(results_path, args, label, method[len(PEER):], seed, over, str(exc), t0)
+                    _record_failure(results_path, args, label, method[len(PEER):], seed, extra, str(exc), t0)
                     continue
                 t1 = time.perf_counter()
                 res = SimpleNamespace(checkpoint=ckpt, stopped_early=False)
                 method = method[len(PEER):]
             else:
-                res = pretrain(cfg, overwrite=True)  # a run missing from results.jsonl is redone from the start
+                res = _pretrain_or_resume(cfg)
                 t1 = time.perf_counter()
             if res.stopped_early:  # a stop signal: record nothing for the unfinished run; rerun to redo it
                 print(f"[{args.experiment}] {label} seed {seed}: stopped by a signal at step {res.step}; not "
                       "recorded. Run the same command again to continue the study.", flush=True)
                 return
             record: dict[str, Any] = {
-                "experiment": args.experiment, "dataset": args.dataset, "task": args.task, "label": label, "method": method, "seed": seed, "overrides": over,
+                "experiment": args.experiment, "dataset": args.dataset, "task": args.task, "label": label,
+                "method": method, "seed": seed, "overrides": over + [o for o in extra if o.startswith("peer.")],
                 "eval": evaluate(res.checkpoint, device=ev_device, seed=seed), "pretrain_s": round(t1 - t0, 1),
                 "machine": machine, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "settings": {"backbone": cfg.model.backbone, "size": cfg.model.image_size, "steps": cfg.train.steps, "batch": cfg.train.batch_size,
@@ -189,6 +201,20 @@ def run(args: argparse.Namespace) -> None:
             acc = record["eval"]["tasks"].get(args.task, {})
             print(f"[{args.experiment}] {label} seed {seed}: linear {acc.get('linear', 0):.3f} "
                   f"mlp {acc.get('mlp', 0):.3f} knn {acc.get('knn', 0):.3f} ({record['total_s']} s)", flush=True)
+
+
+def _pretrain_or_resume(cfg: Any) -> Any:
+    """Pretrain one study run. A run cut off part-way (its folder holds a checkpoint of the same settings) continues
+    exactly where it stopped; anything else (no checkpoint, other settings, a damaged file) starts afresh."""
+    from tvdim.errors import CheckpointError, ConfigError
+    from tvdim.train.trainer import pretrain
+
+    if (Path(cfg.train.out_dir) / "checkpoints" / "last.pt").is_file():
+        try:
+            return pretrain(cfg, resume="latest")
+        except (ConfigError, CheckpointError) as exc:
+            print(f"cannot continue {cfg.train.out_dir} ({exc}); starting it afresh", flush=True)
+    return pretrain(cfg, overwrite=True)
 
 
 def _record_failure(results_path: Path, args: argparse.Namespace, label: str, method: str, seed: int,
@@ -215,20 +241,32 @@ def _peers() -> Any:
 
 
 def _train_peer(peer: str, overrides: list[str], cfg: Any, data: Path, out: Path, noise: list[float],
-                args: argparse.Namespace) -> Path:
-    """Train one peer with the run's data, backbone, size, batch, steps and seed; its tvdim checkpoint path."""
+                args: argparse.Namespace, opts: dict[str, str] | None = None) -> Path:
+    """Train one peer with the run's data, backbone, size, batch, steps and seed; its tvdim checkpoint path.
+    ``opts``: a lightly peer's departures from its example (``temperature``, ``optimizer``; the ablation rows)."""
     peers = _peers()
     run_dir = Path(cfg.train.out_dir)
     common = (cfg.model.backbone, cfg.model.image_size, cfg.train.batch_size, cfg.train.steps, cfg.train.seed, run_dir)
     device = "cuda" if _machine(args.device)[0] == "cuda" else "cpu"
     if peer != peers.OPEN_CLIP:
-        return peers.train_peer(peer, None, overrides, *common, device=device)
+        return peers.train_peer(peer, None, overrides, *common, device=device, **peer_kwargs(opts))
     if noise and noise[0] > 0:  # the same swapped-caption shards as the tvdim rows, as open_clip's '::' list
         shards = "::".join(str(p) for p in sorted(Path(noisy_shards(data, out, noise[0])).glob("*.tar")))
     else:
         shards = str(data / "rsicd" / "rsicd-train-{000000..000008}.tar")
     return peers.train_open_clip(None, overrides, shards, *common, warmup=cfg.optim.warmup_steps,
                                  workers=args.workers, device=device)
+
+
+PEER_OPTIONS = {"temperature": float, "optimizer": str}  # a lightly peer's departures (benchmarks/peers.py)
+
+
+def peer_kwargs(opts: dict[str, str]) -> dict[str, Any]:
+    """``peer.KEY=VALUE`` overrides of a plan row as keyword arguments of ``peers.train_peer``."""
+    unknown = sorted(set(opts) - set(PEER_OPTIONS))
+    if unknown:
+        raise SystemExit(f"unknown peer option(s) {', '.join(unknown)}; known: {', '.join(PEER_OPTIONS)}")
+    return {k: PEER_OPTIONS[k](v) for k, v in opts.items()}
 
 
 def _merge_open_clip(ev: dict[str, Any], extra: dict[str, Any]) -> None:
@@ -469,10 +507,14 @@ def report(args: argparse.Namespace) -> None:
                       _ms([r["val"]["tasks"][task]["linear"] for r in rs if r.get("val")])]
             lines.append("| " + " | ".join(cells) + " |")
         if any(r.get("reference") for r in runs):
-            which = "The amdim and p=0.0 rows" if exp == "noise" else "Rows marked (main)"
-            lines += ["", (f"{which} are the main experiment's runs with the same settings: the default "
-                           "configuration (lambda 1, margin 0.2, sum of hinges, global features, 100 % captioned, "
-                           "clean captions).")]
+            if exp in REFERENCE_FROM:
+                lines += ["", (f"Rows marked ({REFERENCE_FROM[exp]}) are the {REFERENCE_FROM[exp]} experiment's "
+                               "runs with the same settings and seeds: each recipe unchanged.")]
+            else:
+                which = "The amdim and p=0.0 rows" if exp == "noise" else "Rows marked (main)"
+                lines += ["", (f"{which} are the main experiment's runs with the same settings: the default "
+                               "configuration (lambda 1, margin 0.2, sum of hinges, global features, 100 % captioned, "
+                               "clean captions).")]
         if exp == "noise":
             name = f"noise_{dataset}{'' if steps == DEFAULT_STEPS else f'_{steps}steps'}.png"
             _noise_plot(runs, task, out / name)
@@ -550,7 +592,9 @@ def _peers_plot(runs: list[dict], task: str, path: Path) -> None:
 
 
 # main-experiment runs that double as another experiment's default setting: {experiment: {main label: new label}}
-REFERENCE = {"noise": {"amdim": "amdim", "tvdim": "tvdim p=0.0", "tvdim-nce": "tvdim-nce p=0.0", "clip": "clip p=0.0"},
+REFERENCE_FROM = {"peers-ablation": "peers"}  # where an experiment's default rows come from (else "main")
+REFERENCE = {"peers-ablation": {"simclr": "simclr (peers)", "lightly-simclr": "lightly-simclr (peers)"},
+             "noise": {"amdim": "amdim", "tvdim": "tvdim p=0.0", "tvdim-nce": "tvdim-nce p=0.0", "clip": "clip p=0.0"},
              "sensitivity": {"tvdim": "lambda=1, margin=0.2, sum, global (main)"},
              "paired": {"tvdim": "paired=1.0 (main)"}}
 
@@ -563,13 +607,15 @@ def _with_reference(rows: list[dict], runs: list[dict], key: Any) -> list[dict]:
     settings = {json.dumps(r["settings"], sort_keys=True) for r in runs}
     seeds = {r["seed"] for r in runs}  # a default row averages the same seeds as the rows it is compared with
     extra = [dict(r, label=REFERENCE[exp][r["label"]], experiment=exp, reference=True) for r in rows
-             if exp in REFERENCE and key(r) == (dataset, "main", device, steps) and r["label"] in REFERENCE[exp]
+             if exp in REFERENCE and key(r) == (dataset, REFERENCE_FROM.get(exp, "main"), device, steps)
+             and r["label"] in REFERENCE[exp]
              and REFERENCE[exp][r["label"]] not in own and json.dumps(r["settings"], sort_keys=True) in settings
              and r["seed"] in seeds]
     if exp not in (*EXPERIMENTS, "transfer"):
         return runs + extra
     order = {label: i for i, (label, _, _) in enumerate(plan("main" if exp == "transfer" else exp))}
     order |= {REFERENCE["sensitivity"]["tvdim"]: -1, REFERENCE["paired"]["tvdim"]: len(order)}  # first / last
+    order |= dict.fromkeys(REFERENCE["peers-ablation"].values(), -1)  # the unchanged recipes first
     return sorted(runs + extra, key=lambda r: order.get(r["label"], len(order)))
 
 

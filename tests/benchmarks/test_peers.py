@@ -2,6 +2,7 @@
 scored by tvdim evaluate (skipped when the `peers` extra, lightly and open_clip_torch[training], is not installed)."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -114,3 +115,56 @@ def test_open_clip_config_has_the_tvdim_rows_sizes():
     assert "--dataset-resampled" in argv and value["--train-num-samples"] == "25600"  # steps x batch, one epoch
     assert value["--epochs"] == "1" and value["--batch-size"] == "64" and value["--warmup"] == "50"
     assert value["--seed"] == "3" and value["--model"] == "local-dir:m" and value["--device"] == "cpu"
+
+
+def test_peer_optimizer_is_lightlys_sgd_unless_tvdims_recipe_is_asked_for():
+    from tvdim.config import OptimConfig
+    from tvdim.train.schedule import lr_factor
+
+    optim = OptimConfig(lr=2e-4, betas=(0.8, 0.999), weight_decay=1e-5, warmup_steps=5, decay_at=0.8, decay_factor=0.2)
+    w = torch.nn.Parameter(torch.zeros(3))
+
+    def lrs(name):
+        opt, sched = peers.peer_optimizer(name, [w], optim, 20)
+        seen = []
+        for _ in range(20):
+            seen.append(opt.param_groups[0]["lr"])
+            opt.step()
+            sched.step()
+        return opt, seen
+
+    opt, seen = lrs("lightly")
+    assert isinstance(opt, torch.optim.SGD) and seen == [peers.LR] * 20  # the example: constant lr 0.06
+    assert opt.param_groups[0]["momentum"] == 0
+    opt, seen = lrs("tvdim")
+    assert isinstance(opt, torch.optim.Adam) and opt.param_groups[0]["betas"] == (0.8, 0.999)
+    assert opt.param_groups[0]["weight_decay"] == 1e-5
+    assert seen == pytest.approx([2e-4 * lr_factor(s, 20, 5, 0.8, 0.2) for s in range(20)])  # warm-up, late decay
+    assert seen[0] == pytest.approx(2e-4 / 5) and seen[-1] == pytest.approx(2e-4 * 0.2)
+    with pytest.raises(SystemExit, match="adamw"):
+        peers.peer_optimizer("adamw", [w], optim, 20)
+
+
+def test_lightly_simclr_temperature_reaches_its_loss():
+    import timm
+
+    body = timm.create_model("resnet10t", pretrained=False, num_classes=0)
+    assert peers.PeerModel("lightly-simclr", body, 512).criterion.temperature == 0.5  # the example's NTXentLoss()
+    model = peers.PeerModel("lightly-simclr", body, 512, temperature=0.1)
+    assert model.criterion.temperature == 0.1
+    z0, z1 = torch.randn(6, 128), torch.randn(6, 128)
+    from lightly.loss import NTXentLoss
+
+    assert model.criterion(z0, z1) == pytest.approx(NTXentLoss(temperature=0.1)(z0, z1).item())
+    assert model.criterion(z0, z1) != pytest.approx(NTXentLoss()(z0, z1).item())
+
+
+def test_tvdim_recipe_peer_records_what_it_ran(tmp_path):
+    ckpt = peers.train_peer("lightly-simclr", None, DATA, "resnet10t", 32, 4, 2, 0, tmp_path / "p", log_every=1,
+                            temperature=0.1, optimizer="tvdim")
+    peer = torch.load(ckpt, map_location="cpu", weights_only=False)["peer"]
+    assert peer["optimizer"] == "tvdim" and peer["temperature"] == 0.1 and peer["lr"] == 2e-4
+    from tvdim.train.schedule import lr_factor
+
+    lrs = [json.loads(line)["lr"] for line in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()]
+    assert lrs == pytest.approx([2e-4 * lr_factor(s, 2, 500, 0.8, 0.2) for s in (0, 1)])  # tvdim's schedule, stepped

@@ -217,3 +217,73 @@ def test_a_peer_that_diverges_is_recorded_and_the_study_goes_on(study, tmp_path,
     assert lines[1]["failed"] == "lightly-vicreg: non-finite loss at step 7" and "eval" not in lines[1]
     study.run(args)  # a failure is a result: not tried again
     assert len(calls) == 4
+
+
+def _run_args(tmp_path, **kw):
+    base = dict(experiment="peers", dataset="rsicd", noise_levels="", text_model="", out=str(tmp_path / "out"),
+                data=str(tmp_path), workers=0, size=64, ndf=32, n_rkhs=256, n_depth=1, steps=200, batch=64, warmup=50,
+                device="cpu", probe_epochs=1, set=["model.backbone=resnet18"], seeds="0", methods="", only="",
+                task="label", val=False, transfer=False)
+    return argparse.Namespace(**(base | kw))
+
+
+def test_ablation_rows_hand_their_peer_options_to_the_peer_only(study, tmp_path, monkeypatch):
+    seen = []
+
+    class FakePeers:
+        OPEN_CLIP = "open_clip-clip"
+
+        @staticmethod
+        def train_peer(peer, cfg_path, overrides, *common, device, **kw):
+            seen.append((peer, kw, overrides))
+            raise SystemExit("stopped by the test")
+
+    monkeypatch.setattr(study, "_peers", lambda: FakePeers)
+    labels = [label for label, _, _ in study.plan("peers-ablation")]
+    assert labels == ["simclr t=0.5", "lightly-simclr t=0.1", "lightly-simclr tvdim-optim",
+                      "lightly-simclr t=0.1 tvdim-optim"]
+    study.run(_run_args(tmp_path, experiment="peers-ablation", only=",".join(labels[1:])))
+    assert [(p, kw) for p, kw, _ in seen] == [("lightly-simclr", {"temperature": 0.1}),
+                                             ("lightly-simclr", {"optimizer": "tvdim"}),
+                                             ("lightly-simclr", {"temperature": 0.1, "optimizer": "tvdim"})]
+    assert not any(o.startswith("peer.") for _, _, overrides in seen for o in overrides)  # never a tvdim key
+    lines = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
+    assert lines[2]["overrides"] == ["peer.temperature=0.1", "peer.optimizer=tvdim"]  # what made the row
+
+
+def test_a_misspelt_peer_option_stops_the_study_before_any_run(study, tmp_path, monkeypatch):
+    monkeypatch.setattr(study, "ABLATION_ROWS", (("x", "peer:lightly-simclr", ["peer.temprature=0.1"]),))
+    with pytest.raises(SystemExit, match="temprature"):
+        study.run(_run_args(tmp_path, experiment="peers-ablation"))
+    assert not (tmp_path / "out" / "results.jsonl").exists()
+
+
+def test_ablation_report_borrows_the_unchanged_recipes_from_the_peers_runs(study, tmp_path):
+    settings = dict(SETTINGS, backbone="resnet18", size=64, steps=200)
+    rows = [record("peers", lab, lab, s, acc + 0.01 * s, settings) for s in (0, 1)
+            for lab, acc in (("simclr", 0.33), ("lightly-simclr", 0.30), ("clip", 0.34))]
+    rows += [record("peers", "simclr", "simclr", 0, 0.9, dict(settings, steps=1600))]  # another regime: not borrowed
+    rows += [record("peers-ablation", "lightly-simclr t=0.1", "lightly-simclr", s, 0.32, settings) for s in (0, 1)]
+    study.report(argparse.Namespace(results=[str(write(tmp_path, rows))], out=str(tmp_path / "rep")))
+    block = (tmp_path / "rep" / "study.md").read_text().split("### rsicd: peers-ablation, 200 steps")[1]
+    labels = [line.split("|")[1].strip() for line in block.splitlines() if line.startswith("| ") and "---" not in line]
+    assert labels[1:] == ["simclr (peers)", "lightly-simclr (peers)", "lightly-simclr t=0.1"]
+    assert table_row(block, "simclr (peers)")[1:3] == ["2", "33.5 ± 0.7"]
+    assert "Rows marked (peers)" in block and "total wall time 2.0 min" in block
+
+
+def test_a_cut_off_study_run_continues_where_it_stopped(study, tmp_path, capsys):
+    from tvdim.config import load_config
+
+    out = tmp_path / "run"
+    tiny = ["model.ndf=8", "model.n_rkhs=32", "model.n_depth=1", "train.batch_size=8", "data.synth_train=32",
+            "data.synth_test=16", "train.progress=false", "train.device=cpu", "train.method=amdim",
+            f"train.out_dir={out}", "train.ckpt_every=2"]
+    assert study._pretrain_or_resume(load_config(overrides=tiny + ["train.steps=2"])).step == 2  # cut off at 2
+    res = study._pretrain_or_resume(load_config(overrides=tiny + ["train.steps=4"]))
+    log = (out / "train.log").read_text()
+    assert res.step == 4 and "resuming" in log and "resumed from" in log
+    # another run's checkpoint in the folder (here: another seed) is not continued: the run starts afresh
+    res = study._pretrain_or_resume(load_config(overrides=tiny + ["train.steps=4", "train.seed=1"]))
+    assert res.step == 4 and "starting it afresh" in capsys.readouterr().out
+    assert "resuming" not in (out / "train.log").read_text()
