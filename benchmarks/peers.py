@@ -323,6 +323,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--shards", default="", help="open_clip-clip: the training shards (.jpg + .txt), brace pattern")
     ap.add_argument("--warmup", type=int, default=50, help="open_clip-clip: warm-up steps (as the tvdim rows)")
+    ap.add_argument("--temperature", type=float, default=None,
+                    help="lightly-simclr: NT-Xent temperature (default: the example's 0.5); an ablation, not the peer")
+    ap.add_argument("--optimizer", choices=("lightly", "tvdim"), default="lightly",
+                    help="lightly peers: the example's SGD lr 0.06 (default) or tvdim's Adam recipe; an ablation")
     ap.add_argument("overrides", nargs="*", help="section.key=value (data.* of the tvdim config)")
     args = ap.parse_args(argv)
     lib = "open_clip_train" if args.peer == OPEN_CLIP else "lightly"
@@ -337,7 +341,7 @@ def main(argv: list[str] | None = None) -> None:
                                args.steps, args.seed, Path(args.out), args.warmup)
     else:
         path = train_peer(args.peer, args.config, args.overrides, args.backbone, args.size, args.batch, args.steps,
-                          args.seed, Path(args.out))
+                          args.seed, Path(args.out), temperature=args.temperature, optimizer=args.optimizer)
     print(f"wrote {path} (evaluate with: tvdim evaluate {path})")
 
 

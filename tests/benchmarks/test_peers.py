@@ -159,12 +159,13 @@ def test_lightly_simclr_temperature_reaches_its_loss():
     assert model.criterion(z0, z1) != pytest.approx(NTXentLoss()(z0, z1).item())
 
 
-def test_tvdim_recipe_peer_records_what_it_ran(tmp_path):
-    ckpt = peers.train_peer("lightly-simclr", None, DATA, "resnet10t", 32, 4, 2, 0, tmp_path / "p", log_every=1,
-                            temperature=0.1, optimizer="tvdim")
-    peer = torch.load(ckpt, map_location="cpu", weights_only=False)["peer"]
-    assert peer["optimizer"] == "tvdim" and peer["temperature"] == 0.1 and peer["lr"] == 2e-4
+def test_the_ablation_options_go_from_the_command_line_into_the_run(tmp_path):
     from tvdim.train.schedule import lr_factor
 
-    lrs = [json.loads(line)["lr"] for line in (tmp_path / "p" / "metrics.jsonl").read_text().splitlines()]
-    assert lrs == pytest.approx([2e-4 * lr_factor(s, 2, 500, 0.8, 0.2) for s in (0, 1)])  # tvdim's schedule, stepped
+    out = tmp_path / "p"
+    peers.main(["--peer", "lightly-simclr", "--backbone", "resnet10t", "--size", "32", "--batch", "4", "--steps", "2",
+                "--out", str(out), "--temperature", "0.1", "--optimizer", "tvdim", *DATA])
+    peer = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)["peer"]
+    assert peer["optimizer"] == "tvdim" and peer["temperature"] == 0.1 and peer["lr"] == 2e-4
+    last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == 2 and last["lr"] == pytest.approx(2e-4 * lr_factor(1, 2, 500, 0.8, 0.2))  # stepped
