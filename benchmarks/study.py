@@ -42,13 +42,16 @@ PEER_ROWS = (("random", "random", []), ("amdim", "amdim", []), ("simclr", "simcl
              ("simclr+rank", "simclr", ["loss.inter_term=rank"]), ("lightly-simclr", "peer:lightly-simclr", []),
              ("lightly-byol", "peer:lightly-byol", []), ("lightly-vicreg", "peer:lightly-vicreg", []),
              ("open_clip-clip", "peer:open_clip-clip", []))
-# issue 21, item 4: why tvdim's simclr and lightly's SimCLR differ, one recipe factor moved at a time ("peer.*"
+# issue 21, item 4: why tvdim's simclr and lightly's SimCLR (and our clip and open_clip's) differ, one recipe factor
+# moved at a time ("peer.*"
 # overrides are the peer's, see benchmarks/peers.py); the two unchanged recipes are the peers experiment's rows
 ABLATION_ROWS = (("simclr t=0.5", "simclr", ["loss.simclr_temperature=0.5"]),
                  ("lightly-simclr t=0.1", "peer:lightly-simclr", ["peer.temperature=0.1"]),
                  ("lightly-simclr tvdim-optim", "peer:lightly-simclr", ["peer.optimizer=tvdim"]),
                  ("lightly-simclr t=0.1 tvdim-optim", "peer:lightly-simclr", ["peer.temperature=0.1",
-                                                                             "peer.optimizer=tvdim"]))
+                                                                             "peer.optimizer=tvdim"]),
+                 # open_clip's CLIP against ours: its learning rate (AdamW 5e-4; ours Adam 2e-4)
+                 ("clip lr=5e-4", "clip", ["optim.lr=5e-4"]))
 PEER_TEXT_ROWS = ("tvdim", "tvdim-nce", "slip", "clip", "simclr+rank", "open_clip-clip")  # also at noise p > 0
 CKPT_EVERY = 400  # a long run cut off (session end, reboot) loses at most this many steps
 DEFAULT_STEPS = 400  # the CPU regime; other step counts get their own tables ("noise, 1600 steps")
@@ -593,7 +596,8 @@ def _peers_plot(runs: list[dict], task: str, path: Path) -> None:
 
 # main-experiment runs that double as another experiment's default setting: {experiment: {main label: new label}}
 REFERENCE_FROM = {"peers-ablation": "peers"}  # where an experiment's default rows come from (else "main")
-REFERENCE = {"peers-ablation": {"simclr": "simclr (peers)", "lightly-simclr": "lightly-simclr (peers)"},
+REFERENCE = {"peers-ablation": {"simclr": "simclr (peers)", "lightly-simclr": "lightly-simclr (peers)",
+                                "clip": "clip (peers)", "open_clip-clip": "open_clip-clip (peers)"},
              "noise": {"amdim": "amdim", "tvdim": "tvdim p=0.0", "tvdim-nce": "tvdim-nce p=0.0", "clip": "clip p=0.0"},
              "sensitivity": {"tvdim": "lambda=1, margin=0.2, sum, global (main)"},
              "paired": {"tvdim": "paired=1.0 (main)"}}

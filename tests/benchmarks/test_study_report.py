@@ -241,8 +241,8 @@ def test_ablation_rows_hand_their_peer_options_to_the_peer_only(study, tmp_path,
     monkeypatch.setattr(study, "_peers", lambda: FakePeers)
     labels = [label for label, _, _ in study.plan("peers-ablation")]
     assert labels == ["simclr t=0.5", "lightly-simclr t=0.1", "lightly-simclr tvdim-optim",
-                      "lightly-simclr t=0.1 tvdim-optim"]
-    study.run(_run_args(tmp_path, experiment="peers-ablation", only=",".join(labels[1:])))
+                      "lightly-simclr t=0.1 tvdim-optim", "clip lr=5e-4"]
+    study.run(_run_args(tmp_path, experiment="peers-ablation", only=",".join(labels[1:4])))
     assert [(p, kw) for p, kw, _ in seen] == [("lightly-simclr", {"temperature": 0.1}),
                                              ("lightly-simclr", {"optimizer": "tvdim"}),
                                              ("lightly-simclr", {"temperature": 0.1, "optimizer": "tvdim"})]
@@ -261,13 +261,13 @@ def test_a_misspelt_peer_option_stops_the_study_before_any_run(study, tmp_path, 
 def test_ablation_report_borrows_the_unchanged_recipes_from_the_peers_runs(study, tmp_path):
     settings = dict(SETTINGS, backbone="resnet18", size=64, steps=200)
     rows = [record("peers", lab, lab, s, acc + 0.01 * s, settings) for s in (0, 1)
-            for lab, acc in (("simclr", 0.33), ("lightly-simclr", 0.30), ("clip", 0.34))]
+            for lab, acc in (("simclr", 0.33), ("lightly-simclr", 0.30), ("clip", 0.34), ("amdim", 0.31))]
     rows += [record("peers", "simclr", "simclr", 0, 0.9, dict(settings, steps=1600))]  # another regime: not borrowed
     rows += [record("peers-ablation", "lightly-simclr t=0.1", "lightly-simclr", s, 0.32, settings) for s in (0, 1)]
     study.report(argparse.Namespace(results=[str(write(tmp_path, rows))], out=str(tmp_path / "rep")))
     block = (tmp_path / "rep" / "study.md").read_text().split("### rsicd: peers-ablation, 200 steps")[1]
     labels = [line.split("|")[1].strip() for line in block.splitlines() if line.startswith("| ") and "---" not in line]
-    assert labels[1:] == ["simclr (peers)", "lightly-simclr (peers)", "lightly-simclr t=0.1"]
+    assert labels[1:] == ["simclr (peers)", "lightly-simclr (peers)", "clip (peers)", "lightly-simclr t=0.1"]
     assert table_row(block, "simclr (peers)")[1:3] == ["2", "33.5 ± 0.7"]
     assert "Rows marked (peers)" in block and "total wall time 2.0 min" in block
 
