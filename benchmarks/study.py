@@ -51,7 +51,8 @@ ABLATION_ROWS = (("simclr t=0.5", "simclr", ["loss.simclr_temperature=0.5"]),
                  ("lightly-simclr t=0.1 tvdim-optim", "peer:lightly-simclr", ["peer.temperature=0.1",
                                                                              "peer.optimizer=tvdim"]),
                  # open_clip's CLIP against ours: its learning rate (AdamW 5e-4; ours Adam 2e-4)
-                 ("clip lr=5e-4", "clip", ["optim.lr=5e-4"]))
+                 ("clip lr=5e-4", "clip", ["optim.lr=5e-4"]),
+                 ("tvdim lr=5e-4", "tvdim", ["optim.lr=5e-4"]))
 PEER_TEXT_ROWS = ("tvdim", "tvdim-nce", "slip", "clip", "simclr+rank", "open_clip-clip")  # also at noise p > 0
 CKPT_EVERY = 400  # a long run cut off (session end, reboot) loses at most this many steps
 DEFAULT_STEPS = 400  # the CPU regime; other step counts get their own tables ("noise, 1600 steps")
@@ -309,17 +310,33 @@ def _cifar10_config(data: Path, args: argparse.Namespace) -> Any:
                                   f"eval.mlp_epochs={args.probe_epochs}"])
 
 
+def _val_config(data: Path, args: argparse.Namespace) -> Any:
+    """Probe settings for choosing a setting: probes fit on the RSICD train labels, scored on RSICD val (never test)."""
+    from tvdim.config import load_config
+
+    rsicd = data / "rsicd"
+    return load_config(overrides=["data.format=wds", f"data.eval_train_path={rsicd}/rsicd-train-{{000000..000008}}.tar",
+                                  f"data.eval_test_path={rsicd}/rsicd-val-{{000000..000001}}.tar",
+                                  "data.text_key=txt:only", f"data.workers={args.workers}",
+                                  f"eval.linear_epochs={args.probe_epochs}", f"eval.mlp_epochs={args.probe_epochs}"])
+
+
+TARGETS = {"cifar10": ("transfer", "cifar10", _cifar10_config), "rsicd-val": ("val", "rsicd-val", _val_config)}
+
+
 def transfer(args: argparse.Namespace) -> None:
-    """Probe the frozen encoders of finished runs on CIFAR-10 (data the pretraining never saw).
+    """Probe the frozen encoders of finished runs on another split: CIFAR-10 (data the pretraining never saw) or,
+    with ``--target rsicd-val``, the RSICD val split (to choose a setting without looking at test).
 
     Reads ``<runs>/results.jsonl``, evaluates each run's checkpoint of the chosen experiment and appends one line
-    per run (experiment ``transfer``, dataset ``cifar10``) to ``<out>/results.jsonl``; finished ones are skipped.
-    Images are resized to each encoder's own training resolution.
+    per run (experiment ``transfer``, dataset ``cifar10``; or ``val``, ``rsicd-val``) to ``<out>/results.jsonl``;
+    finished ones are skipped. Images are resized to each encoder's own training resolution.
     """
     from tvdim.eval.evaluate import evaluate
 
     data = Path(args.data)
-    tcfg = _cifar10_config(data, args)
+    experiment, dataset, make_config = TARGETS[getattr(args, "target", "cifar10")]
+    tcfg = make_config(data, args)
     source = [json.loads(line) for line in (Path(args.runs) / "results.jsonl").read_text().splitlines() if line.strip()]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -327,7 +344,7 @@ def transfer(args: argparse.Namespace) -> None:
     done = set()
     if results_path.exists():
         done = {(r["label"], r["seed"]) for r in map(json.loads, results_path.read_text().splitlines())
-                if r["experiment"] == "transfer"}
+                if r["experiment"] == experiment}
     seeds = {int(s) for s in args.seeds.split(",")}
     ev_device, machine = _machine(args.device)
     for r in source:
@@ -340,7 +357,7 @@ def transfer(args: argparse.Namespace) -> None:
             continue
         t0 = time.perf_counter()
         ev = evaluate(ckpt, tcfg.data, tcfg.eval, device=ev_device, seed=r["seed"])
-        record = {"experiment": "transfer", "dataset": "cifar10", "task": "label", "label": r["label"],
+        record = {"experiment": experiment, "dataset": dataset, "task": "label", "label": r["label"],
                   "method": r["method"], "seed": r["seed"], "overrides": r["overrides"], "eval": ev,
                   "pretrained_on": f"rsicd ({args.experiment})", "machine": machine,
                   "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "settings": r["settings"],
@@ -348,7 +365,7 @@ def transfer(args: argparse.Namespace) -> None:
         with results_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
         acc = ev["tasks"]["label"]
-        print(f"[transfer] {r['label']} seed {r['seed']}: linear {acc['linear']:.3f} mlp {acc['mlp']:.3f} "
+        print(f"[{experiment}] {r['label']} seed {r['seed']}: linear {acc['linear']:.3f} mlp {acc['mlp']:.3f} "
               f"knn {acc['knn']:.3f} ({record['total_s']} s)", flush=True)
 
 
@@ -597,7 +614,8 @@ def _peers_plot(runs: list[dict], task: str, path: Path) -> None:
 # main-experiment runs that double as another experiment's default setting: {experiment: {main label: new label}}
 REFERENCE_FROM = {"peers-ablation": "peers"}  # where an experiment's default rows come from (else "main")
 REFERENCE = {"peers-ablation": {"simclr": "simclr (peers)", "lightly-simclr": "lightly-simclr (peers)",
-                                "clip": "clip (peers)", "open_clip-clip": "open_clip-clip (peers)"},
+                                "clip": "clip (peers)", "open_clip-clip": "open_clip-clip (peers)",
+                                "tvdim": "tvdim (peers)"},
              "noise": {"amdim": "amdim", "tvdim": "tvdim p=0.0", "tvdim-nce": "tvdim-nce p=0.0", "clip": "clip p=0.0"},
              "sensitivity": {"tvdim": "lambda=1, margin=0.2, sum, global (main)"},
              "paired": {"tvdim": "paired=1.0 (main)"}}
@@ -682,9 +700,11 @@ def main() -> None:
     r.add_argument("--val", action="store_true", help="also score the probes on the RSICD val split (selection)")
     r.add_argument("--set", nargs="*", default=[], help="extra config overrides for every run")
     r.set_defaults(func=run)
-    t = sub.add_parser("transfer", help="probe finished runs' encoders on CIFAR-10")
+    t = sub.add_parser("transfer", help="probe finished runs' encoders on CIFAR-10 (or on RSICD val: --target)")
     t.add_argument("--runs", default="benchmarks/out/study", help="a run's --out folder (reads results.jsonl)")
     t.add_argument("--experiment", choices=EXPERIMENTS, default="main")
+    t.add_argument("--target", choices=tuple(TARGETS), default="cifar10",
+                   help="cifar10 (transfer) or rsicd-val (choose settings on val, never on test)")
     t.add_argument("--only", default="", help="comma-separated subset of run labels")
     t.add_argument("--seeds", default="0,1,2")
     t.add_argument("--data", default="../shared/data")

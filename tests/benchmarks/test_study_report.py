@@ -241,7 +241,7 @@ def test_ablation_rows_hand_their_peer_options_to_the_peer_only(study, tmp_path,
     monkeypatch.setattr(study, "_peers", lambda: FakePeers)
     labels = [label for label, _, _ in study.plan("peers-ablation")]
     assert labels == ["simclr t=0.5", "lightly-simclr t=0.1", "lightly-simclr tvdim-optim",
-                      "lightly-simclr t=0.1 tvdim-optim", "clip lr=5e-4"]
+                      "lightly-simclr t=0.1 tvdim-optim", "clip lr=5e-4", "tvdim lr=5e-4"]
     study.run(_run_args(tmp_path, experiment="peers-ablation", only=",".join(labels[1:4])))
     assert [(p, kw) for p, kw, _ in seen] == [("lightly-simclr", {"temperature": 0.1}),
                                              ("lightly-simclr", {"optimizer": "tvdim"}),
@@ -287,3 +287,30 @@ def test_a_cut_off_study_run_continues_where_it_stopped(study, tmp_path, capsys)
     res = study._pretrain_or_resume(load_config(overrides=tiny + ["train.steps=4", "train.seed=1"]))
     assert res.step == 4 and "starting it afresh" in capsys.readouterr().out
     assert "resuming" not in (out / "train.log").read_text()
+
+
+def test_val_target_scores_on_rsicd_val_and_never_on_test(study, tmp_path, monkeypatch):
+    import tvdim.eval.evaluate as ev_mod
+
+    rows = [record("peers", "tvdim", "tvdim", 0, 0.3)]
+    ckpt = tmp_path / "c.pt"
+    ckpt.write_bytes(b"x")
+    rows[0]["eval"]["checkpoint"] = str(ckpt)
+    write(tmp_path, rows)
+    seen = []
+
+    def fake_evaluate(path, data, ecfg, device, seed):
+        seen.append((data.eval_train_path, data.eval_test_path, seed))
+        return {"tasks": {"label": {"linear": 0.5, "mlp": 0.5, "knn": 0.5}}}
+
+    monkeypatch.setattr(ev_mod, "evaluate", fake_evaluate)
+    args = argparse.Namespace(runs=str(tmp_path), experiment="peers", seeds="0", only="", data="/d", target="rsicd-val",
+                              out=str(tmp_path / "v"), probe_epochs=1, workers=0, device="cpu")
+    study.transfer(args)
+    assert seen == [("/d/rsicd/rsicd-train-{000000..000008}.tar", "/d/rsicd/rsicd-val-{000000..000001}.tar", 0)]
+    line = json.loads((tmp_path / "v" / "results.jsonl").read_text())
+    assert (line["experiment"], line["dataset"], line["label"]) == ("val", "rsicd-val", "tvdim")
+    study.transfer(args)  # done: not scored again
+    assert len(seen) == 1
+    study.transfer(argparse.Namespace(**(vars(args) | {"target": "cifar10"})))  # another target: its own line
+    assert seen[-1][1] == "/d/cifar10/cifar10-test-{000000..000001}.tar"
