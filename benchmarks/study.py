@@ -52,7 +52,8 @@ ABLATION_ROWS = (("simclr t=0.5", "simclr", ["loss.simclr_temperature=0.5"]),
                                                                              "peer.optimizer=tvdim"]),
                  # open_clip's CLIP against ours: its learning rate (AdamW 5e-4; ours Adam 2e-4)
                  ("clip lr=5e-4", "clip", ["optim.lr=5e-4"]),
-                 ("tvdim lr=5e-4", "tvdim", ["optim.lr=5e-4"]))
+                 ("tvdim lr=5e-4", "tvdim", ["optim.lr=5e-4"]),
+                 ("tvdim lr=5e-4 p=0.5", "tvdim", ["optim.lr=5e-4", "noise=0.5"]))
 PEER_TEXT_ROWS = ("tvdim", "tvdim-nce", "slip", "clip", "simclr+rank", "open_clip-clip")  # also at noise p > 0
 CKPT_EVERY = 400  # a long run cut off (session end, reboot) loses at most this many steps
 DEFAULT_STEPS = 400  # the CPU regime; other step counts get their own tables ("noise, 1600 steps")
@@ -615,7 +616,8 @@ def _peers_plot(runs: list[dict], task: str, path: Path) -> None:
 REFERENCE_FROM = {"peers-ablation": "peers"}  # where an experiment's default rows come from (else "main")
 REFERENCE = {"peers-ablation": {"simclr": "simclr (peers)", "lightly-simclr": "lightly-simclr (peers)",
                                 "clip": "clip (peers)", "open_clip-clip": "open_clip-clip (peers)",
-                                "tvdim": "tvdim (peers)"},
+                                "tvdim": "tvdim (peers)", **{f"{m} p=0.5": f"{m} p=0.5 (peers)" for m in
+                                                              ("tvdim", "slip", "simclr+rank", "open_clip-clip")}},
              "noise": {"amdim": "amdim", "tvdim": "tvdim p=0.0", "tvdim-nce": "tvdim-nce p=0.0", "clip": "clip p=0.0"},
              "sensitivity": {"tvdim": "lambda=1, margin=0.2, sum, global (main)"},
              "paired": {"tvdim": "paired=1.0 (main)"}}

@@ -241,7 +241,7 @@ def test_ablation_rows_hand_their_peer_options_to_the_peer_only(study, tmp_path,
     monkeypatch.setattr(study, "_peers", lambda: FakePeers)
     labels = [label for label, _, _ in study.plan("peers-ablation")]
     assert labels == ["simclr t=0.5", "lightly-simclr t=0.1", "lightly-simclr tvdim-optim",
-                      "lightly-simclr t=0.1 tvdim-optim", "clip lr=5e-4", "tvdim lr=5e-4"]
+                      "lightly-simclr t=0.1 tvdim-optim", "clip lr=5e-4", "tvdim lr=5e-4", "tvdim lr=5e-4 p=0.5"]
     study.run(_run_args(tmp_path, experiment="peers-ablation", only=",".join(labels[1:4])))
     assert [(p, kw) for p, kw, _ in seen] == [("lightly-simclr", {"temperature": 0.1}),
                                              ("lightly-simclr", {"optimizer": "tvdim"}),
