@@ -12,6 +12,9 @@ re-running skips runs already there, so an interrupted study continues.
   python benchmarks/study.py run --experiment pretrained-text --seeds 0,1,2  # frozen MiniLM / own tower, amdim
   python benchmarks/study.py run --dataset synthetic --experiment noise --seeds 0   # built-in data, demo settings
   python benchmarks/study.py transfer --runs benchmarks/out/study --experiment main  # CIFAR-10 probes of those encoders
+  python benchmarks/study.py transfer --target rsicd-val --runs benchmarks/out/study --experiment main  # choose on val
+  python benchmarks/study.py run --experiment peers-ablation --seeds 0,1 --size 64 --steps 200 --set model.backbone=resnet18
+      # ^ one recipe factor at a time (issue 21 item 4; needs the peers extra); the commands of docs/results.md
   python benchmarks/study.py curves --runs benchmarks/out/study --experiment main    # loss balance PNG
   python benchmarks/study.py detect --runs benchmarks/out/study --only "tvdim+gmm p=0.5"    # noise detector AUROC
   python benchmarks/study.py report --results benchmarks/results/study_*.jsonl --out docs/study
@@ -43,8 +46,8 @@ PEER_ROWS = (("random", "random", []), ("amdim", "amdim", []), ("simclr", "simcl
              ("lightly-byol", "peer:lightly-byol", []), ("lightly-vicreg", "peer:lightly-vicreg", []),
              ("open_clip-clip", "peer:open_clip-clip", []))
 # issue 21, item 4: why tvdim's simclr and lightly's SimCLR (and our clip and open_clip's) differ, one recipe factor
-# moved at a time ("peer.*"
-# overrides are the peer's, see benchmarks/peers.py); the two unchanged recipes are the peers experiment's rows
+# moved at a time ("peer.*" overrides are the peer's, see benchmarks/peers.py); the unchanged recipes are the peers
+# experiment's rows (REFERENCE)
 ABLATION_ROWS = (("simclr t=0.5", "simclr", ["loss.simclr_temperature=0.5"]),
                  ("lightly-simclr t=0.1", "peer:lightly-simclr", ["peer.temperature=0.1"]),
                  ("lightly-simclr tvdim-optim", "peer:lightly-simclr", ["peer.optimizer=tvdim"]),
