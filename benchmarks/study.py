@@ -158,8 +158,8 @@ def run(args: argparse.Namespace) -> None:
                     or (args.only and label not in args.only.split(",")):
                 continue
             over = [o for o in extra if not o.startswith(("noise=", "peer."))]
-            peer_opts = dict(o[len("peer."):].split("=", 1) for o in extra if o.startswith("peer."))
-            peer_kwargs(peer_opts)  # a misspelt option is a mistake in the plan, not a failed run
+            peer_opts = [o for o in extra if o.startswith("peer.")]
+            peer_kw = peer_kwargs(peer_opts)  # a misspelt option is a mistake in the plan, not a failed run
             noise = [float(o.split("=")[1]) for o in extra if o.startswith("noise=")]
             if noise and args.dataset == "synthetic":
                 over.append(f"data.synth_swap={noise[0]}")
@@ -172,9 +172,10 @@ def run(args: argparse.Namespace) -> None:
             t0 = time.perf_counter()
             if method.startswith(PEER):
                 try:
-                    ckpt = _train_peer(method[len(PEER):], base + over, cfg, data, out, noise, args, peer_opts)
+                    ckpt = _train_peer(method[len(PEER):], base + over, cfg, data, out, noise, args, peer_kw)
                 except SystemExit as exc:  # the peer's own settings diverged here: a result, recorded as such
-                    _record_failure(results_path, args, label, method[len(PEER):], seed, extra, str(exc), t0)
+                    _record_failure(results_path, args, label, method[len(PEER):], seed, over + peer_opts, str(exc),
+                                    t0)
                     continue
                 t1 = time.perf_counter()
                 res = SimpleNamespace(checkpoint=ckpt, stopped_early=False)
@@ -188,7 +189,7 @@ def run(args: argparse.Namespace) -> None:
                 return
             record: dict[str, Any] = {
                 "experiment": args.experiment, "dataset": args.dataset, "task": args.task, "label": label,
-                "method": method, "seed": seed, "overrides": over + [o for o in extra if o.startswith("peer.")],
+                "method": method, "seed": seed, "overrides": over + peer_opts,
                 "eval": evaluate(res.checkpoint, device=ev_device, seed=seed), "pretrain_s": round(t1 - t0, 1),
                 "machine": machine, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
                 "settings": {"backbone": cfg.model.backbone, "size": cfg.model.image_size, "steps": cfg.train.steps, "batch": cfg.train.batch_size,
@@ -217,11 +218,10 @@ def _pretrain_or_resume(cfg: Any) -> Any:
     from tvdim.errors import CheckpointError, ConfigError
     from tvdim.train.trainer import pretrain
 
-    if (Path(cfg.train.out_dir) / "checkpoints" / "last.pt").is_file():
-        try:
-            return pretrain(cfg, resume="latest")
-        except (ConfigError, CheckpointError) as exc:
-            print(f"cannot continue {cfg.train.out_dir} ({exc}); starting it afresh", flush=True)
+    try:
+        return pretrain(cfg, resume="latest")  # no checkpoint: a fresh start that replaces an unfinished attempt
+    except (ConfigError, CheckpointError) as exc:
+        print(f"cannot continue {cfg.train.out_dir} ({exc}); starting it afresh", flush=True)
     return pretrain(cfg, overwrite=True)
 
 
@@ -249,15 +249,15 @@ def _peers() -> Any:
 
 
 def _train_peer(peer: str, overrides: list[str], cfg: Any, data: Path, out: Path, noise: list[float],
-                args: argparse.Namespace, opts: dict[str, str] | None = None) -> Path:
+                args: argparse.Namespace, peer_kw: dict[str, Any] | None = None) -> Path:
     """Train one peer with the run's data, backbone, size, batch, steps and seed; its tvdim checkpoint path.
-    ``opts``: a lightly peer's departures from its example (``temperature``, ``optimizer``; the ablation rows)."""
+    ``peer_kw``: a lightly peer's departures from its example (``temperature``, ``optimizer``; the ablation rows)."""
     peers = _peers()
     run_dir = Path(cfg.train.out_dir)
     common = (cfg.model.backbone, cfg.model.image_size, cfg.train.batch_size, cfg.train.steps, cfg.train.seed, run_dir)
     device = "cuda" if _machine(args.device)[0] == "cuda" else "cpu"
     if peer != peers.OPEN_CLIP:
-        return peers.train_peer(peer, None, overrides, *common, device=device, **peer_kwargs(opts))
+        return peers.train_peer(peer, None, overrides, *common, device=device, **(peer_kw or {}))
     if noise and noise[0] > 0:  # the same swapped-caption shards as the tvdim rows, as open_clip's '::' list
         shards = "::".join(str(p) for p in sorted(Path(noisy_shards(data, out, noise[0])).glob("*.tar")))
     else:
@@ -269,8 +269,9 @@ def _train_peer(peer: str, overrides: list[str], cfg: Any, data: Path, out: Path
 PEER_OPTIONS = {"temperature": float, "optimizer": str}  # a lightly peer's departures (benchmarks/peers.py)
 
 
-def peer_kwargs(opts: dict[str, str]) -> dict[str, Any]:
+def peer_kwargs(overrides: list[str]) -> dict[str, Any]:
     """``peer.KEY=VALUE`` overrides of a plan row as keyword arguments of ``peers.train_peer``."""
+    opts = dict(o[len("peer."):].split("=", 1) for o in overrides)
     unknown = sorted(set(opts) - set(PEER_OPTIONS))
     if unknown:
         raise SystemExit(f"unknown peer option(s) {', '.join(unknown)}; known: {', '.join(PEER_OPTIONS)}")
@@ -339,7 +340,7 @@ def transfer(args: argparse.Namespace) -> None:
     from tvdim.eval.evaluate import evaluate
 
     data = Path(args.data)
-    experiment, dataset, make_config = TARGETS[getattr(args, "target", "cifar10")]
+    experiment, dataset, make_config = TARGETS[args.target]
     tcfg = make_config(data, args)
     source = [json.loads(line) for line in (Path(args.runs) / "results.jsonl").read_text().splitlines() if line.strip()]
     out = Path(args.out)

@@ -68,7 +68,7 @@ def test_transfer_skips_runs_whose_checkpoint_is_gone(study, tmp_path, capsys):
     rows[0]["eval"]["checkpoint"] = str(tmp_path / "missing.pt")
     write(tmp_path, rows)
     args = argparse.Namespace(runs=str(tmp_path), experiment="main", seeds="0", only="", data=str(tmp_path),
-                              out=str(tmp_path / "t"), probe_epochs=1, workers=0, device="cpu")
+                              out=str(tmp_path / "t"), probe_epochs=1, workers=0, device="cpu", target="cifar10")
     study.transfer(args)
     out = capsys.readouterr().out
     assert "missing.pt is gone" in out
