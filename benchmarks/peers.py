@@ -5,7 +5,10 @@ with exactly the probes, splits and metrics of every other row.
 Each peer is written as lightly's own examples write it (examples/pytorch/{simclr,byol,vicreg}.py in lightly 1.6):
 its projection / prediction heads, its loss, its view transform at our image size, SGD with lr 0.06 and a plain
 PyTorch loop (BYOL: momentum encoders updated with lightly's cosine schedule from 0.99 to 1). Only the backbone is
-ours to choose: ``timm.create_model(BACKBONE, num_classes=0)``, as in a tvdim run.
+ours to choose: ``timm.create_model(BACKBONE, num_classes=0)``, as in a tvdim run. VICReg diverges with the example's
+SGD (non-finite loss within 10 steps here), so ``--optimizer lars`` gives it lightly's own benchmark recipe instead
+(benchmarks/imagenet/resnet50/vicreg.py): LARS, lr 0.2 x batch / 256, momentum 0.9, weight decay 1e-6 off norms and
+biases, cosine decay to 1 % after a warm-up of 10 % of the steps.
 
     pip install -e ".[peers]"
     python benchmarks/peers.py --peer lightly-simclr --config configs/rsicd.yaml --backbone resnet18 --size 64 \
@@ -47,6 +50,8 @@ LIGHTLY = ("lightly-simclr", "lightly-byol", "lightly-vicreg")
 OPEN_CLIP = "open_clip-clip"
 PEERS = (*LIGHTLY, OPEN_CLIP)
 LR = 0.06  # lightly's examples: torch.optim.SGD(model.parameters(), lr=0.06)
+LARS_LR, LARS_WARMUP, LARS_END = 0.2, 0.1, 0.01  # lightly's VICReg benchmark: lr 0.2 x B / 256, 10 of 100 epochs warm-up
+OPTIMIZERS = ("lightly", "lars", "tvdim")
 
 
 class PeerModel(torch.nn.Module):
@@ -131,7 +136,8 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
 
     The defaults are lightly's example. Two departures exist only to explain a gap to tvdim's own recipe (issue 21,
     item 4): ``temperature`` (lightly-simclr's NT-Xent temperature; the example's is 0.5) and ``optimizer="tvdim"``
-    (tvdim's Adam, lr schedule and warm-up from the config's ``optim`` section instead of SGD lr 0.06)."""
+    (tvdim's Adam, lr schedule and warm-up from the config's ``optim`` section instead of SGD lr 0.06).
+    ``optimizer="lars"`` is lightly's benchmark recipe, for a peer whose example settings diverge (VICReg)."""
     import timm
 
     from tvdim.models.timm_backbone import timm_kwargs
@@ -143,7 +149,7 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
     random.seed(seed)
     body = timm.create_model(backbone, pretrained=False, num_classes=0, **timm_kwargs(backbone, size))
     model = PeerModel(peer, body, body.num_features, temperature).train().to(device)
-    opt, sched = peer_optimizer(optimizer, [p for p in model.parameters() if p.requires_grad], cfg.optim, steps)
+    opt, sched = peer_optimizer(optimizer, model, cfg.optim, steps, batch)
     tf = view_transform(peer, size)
     images = image_stream(build_source(cfg.data, "eval_train", size), seed)
     out.mkdir(parents=True, exist_ok=True)
@@ -165,15 +171,32 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
             log.flush()
     log.close()
     body_state = {k: v.cpu() for k, v in body.state_dict().items()}
-    recipe = {"optimizer": optimizer, "lr": LR if optimizer == "lightly" else cfg.optim.lr, "temperature": temperature}
+    base_lr = {"lightly": LR, "lars": LARS_LR * batch / 256}.get(optimizer, cfg.optim.lr)
+    recipe = {"optimizer": optimizer, "lr": base_lr, "temperature": temperature}
     return save_as_tvdim(cfg, body_state, steps, {"name": peer, "library": "lightly", **recipe}, out)
 
 
-def peer_optimizer(name: str, params: list[torch.nn.Parameter], optim: Any, steps: int) -> tuple[Any, Any]:
-    """(optimizer, per-step lr scheduler): ``lightly`` = the examples' SGD at lr 0.06 and a constant rate; ``tvdim`` =
-    tvdim's Adam (``optim.lr`` / betas / eps / weight decay) with its warm-up and late step decay."""
+def peer_optimizer(name: str, model: torch.nn.Module, optim: Any, steps: int, batch: int) -> tuple[Any, Any]:
+    """(optimizer, per-step lr scheduler) over ``model``'s trainable parameters:
+
+    - ``lightly``: the examples' SGD at lr 0.06, constant;
+    - ``lars``: lightly's VICReg benchmark, LARS at 0.2 x ``batch`` / 256, momentum 0.9, weight decay 1e-6 except on
+      norm layers and biases, cosine from the end of a 10 % warm-up down to 1 % of the rate;
+    - ``tvdim``: tvdim's Adam (``optim.lr`` / betas / eps / weight decay) with its warm-up and late step decay."""
     from tvdim.train.schedule import build_scheduler
 
+    params = [p for p in model.parameters() if p.requires_grad]
+    if name == "lars":
+        from lightly.models.utils import get_weight_decay_parameters
+        from lightly.utils.lars import LARS
+        from lightly.utils.scheduler import CosineWarmupScheduler
+
+        decay, no_decay = (
+            [p for p in group if p.requires_grad] for group in get_weight_decay_parameters([model]))
+        opt = LARS([{"params": decay}, {"params": no_decay, "weight_decay": 0.0}], lr=LARS_LR * batch / 256,
+                   momentum=0.9, weight_decay=1e-6)
+        return opt, CosineWarmupScheduler(opt, warmup_epochs=round(LARS_WARMUP * steps), max_epochs=steps,
+                                          end_value=LARS_END)
     if name == "lightly":
         opt = torch.optim.SGD(params, lr=LR)
         return opt, torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 1.0)
@@ -181,7 +204,7 @@ def peer_optimizer(name: str, params: list[torch.nn.Parameter], optim: Any, step
         opt = torch.optim.Adam(params, lr=optim.lr, betas=tuple(optim.betas), eps=optim.eps,
                                weight_decay=optim.weight_decay)
         return opt, build_scheduler(opt, steps, optim.warmup_steps, optim.decay_at, optim.decay_factor)
-    raise SystemExit(f"peers: unknown optimizer {name!r}; choose lightly or tvdim")
+    raise SystemExit(f"peers: unknown optimizer {name!r}; choose from {', '.join(OPTIMIZERS)}")
 
 
 def save_as_tvdim(cfg: Any, body_state: dict[str, torch.Tensor], steps: int, peer: dict[str, Any], out: Path) -> Path:
@@ -325,8 +348,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--warmup", type=int, default=50, help="open_clip-clip: warm-up steps (as the tvdim rows)")
     ap.add_argument("--temperature", type=float, default=None,
                     help="lightly-simclr: NT-Xent temperature (default: the example's 0.5); an ablation, not the peer")
-    ap.add_argument("--optimizer", choices=("lightly", "tvdim"), default="lightly",
-                    help="lightly peers: the example's SGD lr 0.06 (default) or tvdim's Adam recipe; an ablation")
+    ap.add_argument("--optimizer", choices=OPTIMIZERS, default="lightly",
+                    help="lightly peers: the example's SGD lr 0.06 (default), lightly's LARS benchmark recipe (for "
+                         "VICReg, whose example diverges) or tvdim's Adam recipe (an ablation)")
     ap.add_argument("overrides", nargs="*", help="section.key=value (data.* of the tvdim config)")
     args = ap.parse_args(argv)
     lib = "open_clip_train" if args.peer == OPEN_CLIP else "lightly"

@@ -44,6 +44,8 @@ PEER_ROWS = (("random", "random", []), ("amdim", "amdim", []), ("simclr", "simcl
              ("tvdim-nce", "tvdim-nce", []), ("slip", "slip", []), ("clip", "clip", []),
              ("simclr+rank", "simclr", ["loss.inter_term=rank"]), ("lightly-simclr", "peer:lightly-simclr", []),
              ("lightly-byol", "peer:lightly-byol", []), ("lightly-vicreg", "peer:lightly-vicreg", []),
+             # the example's SGD diverges for VICReg: lightly's own benchmark recipe (LARS, warm-up, cosine)
+             ("lightly-vicreg lars", "peer:lightly-vicreg", ["peer.optimizer=lars"]),
              ("open_clip-clip", "peer:open_clip-clip", []))
 # issue 21, item 4: why tvdim's simclr and lightly's SimCLR (and our clip and open_clip's) differ, one recipe factor
 # moved at a time ("peer.*" overrides are the peer's, see benchmarks/peers.py); the unchanged recipes are the peers

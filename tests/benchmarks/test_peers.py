@@ -3,6 +3,7 @@ scored by tvdim evaluate (skipped when the `peers` extra, lightly and open_clip_
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -21,12 +22,16 @@ DATA = ["data.synth_train=24", "data.synth_test=16", "eval.linear_epochs=1", "ev
         "eval.logreg_cs=[]"]
 
 
-@pytest.mark.parametrize("peer", peers.LIGHTLY)
-def test_peer_trains_and_is_evaluated_by_tvdim(peer, tmp_path):
+@pytest.mark.parametrize("peer,optimizer", [(p, "lightly") for p in peers.LIGHTLY] + [("lightly-vicreg", "lars")])
+def test_peer_trains_and_is_evaluated_by_tvdim(peer, optimizer, tmp_path):
     import timm
 
-    ckpt = peers.train_peer(peer, None, DATA, "resnet10t", 32, 4, 2, 0, tmp_path / peer, log_every=1)
+    ckpt = peers.train_peer(peer, None, DATA, "resnet10t", 32, 4, 2, 0, tmp_path / peer, log_every=1,
+                            optimizer=optimizer)
     loaded = load_method(ckpt)
+    recorded = torch.load(ckpt, map_location="cpu", weights_only=False)["peer"]
+    assert recorded["optimizer"] == optimizer
+    assert recorded["lr"] == pytest.approx(peers.LR if optimizer == "lightly" else 0.2 * 4 / 256)
     fresh = timm.create_model("resnet10t", pretrained=False, num_classes=0)
     trained = loaded.method.image_encoder.body.state_dict()
     # the peer's training moved the backbone (the checkpoint is not a fresh tvdim model)
@@ -122,10 +127,10 @@ def test_peer_optimizer_is_lightlys_sgd_unless_tvdims_recipe_is_asked_for():
     from tvdim.train.schedule import lr_factor
 
     optim = OptimConfig(lr=2e-4, betas=(0.8, 0.999), weight_decay=1e-5, warmup_steps=5, decay_at=0.8, decay_factor=0.2)
-    w = torch.nn.Parameter(torch.zeros(3))
+    w = torch.nn.Linear(3, 1)
 
     def lrs(name):
-        opt, sched = peers.peer_optimizer(name, [w], optim, 20)
+        opt, sched = peers.peer_optimizer(name, w, optim, 20, 64)
         seen = []
         for _ in range(20):
             seen.append(opt.param_groups[0]["lr"])
@@ -142,7 +147,34 @@ def test_peer_optimizer_is_lightlys_sgd_unless_tvdims_recipe_is_asked_for():
     assert seen == pytest.approx([2e-4 * lr_factor(s, 20, 5, 0.8, 0.2) for s in range(20)])  # warm-up, late decay
     assert seen[0] == pytest.approx(2e-4 / 5) and seen[-1] == pytest.approx(2e-4 * 0.2)
     with pytest.raises(SystemExit, match="adamw"):
-        peers.peer_optimizer("adamw", [w], optim, 20)
+        peers.peer_optimizer("adamw", w, optim, 20, 64)
+
+
+def test_lars_is_lightlys_vicreg_benchmark_recipe():
+    """LARS at 0.2 x batch / 256, momentum 0.9, weight decay 1e-6 on weights only (not on norms, biases or frozen
+    momentum copies), a linear warm-up over 10 % of the steps, then cosine down to 1 % of the rate."""
+    from lightly.utils.lars import LARS
+
+    from tvdim.config import OptimConfig
+
+    model = torch.nn.Sequential(torch.nn.Linear(3, 4), torch.nn.BatchNorm1d(4), torch.nn.Linear(4, 2))
+    model[2].requires_grad_(False)  # e.g. BYOL's momentum copy: never optimised
+    steps, batch = 40, 128
+    opt, sched = peers.peer_optimizer("lars", model, OptimConfig(), steps, batch)
+    assert isinstance(opt, LARS) and opt.param_groups[0]["momentum"] == 0.9
+    decay, no_decay = opt.param_groups
+    assert [p.shape for p in decay["params"]] == [(4, 3)] and decay["weight_decay"] == 1e-6
+    assert sorted(p.numel() for p in no_decay["params"]) == [4, 4, 4] and no_decay["weight_decay"] == 0.0
+    seen = []
+    for _ in range(steps):
+        seen.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    base, warm = 0.2 * batch / 256, 4
+    want = [base * (s + 1) / warm if s < warm else
+            base * (0.01 + 0.99 * 0.5 * (1 + math.cos(math.pi * (s - warm) / (steps - 1 - warm)))) for s in range(steps)]
+    assert seen == pytest.approx(want)
+    assert max(seen) == pytest.approx(0.1) and seen[-1] == pytest.approx(0.001)
 
 
 def test_lightly_simclr_temperature_reaches_its_loss():

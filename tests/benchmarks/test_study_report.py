@@ -143,16 +143,19 @@ def test_pretrained_text_without_a_model_is_a_clear_error(study, tmp_path, monke
 def test_peers_plan_puts_every_family_on_the_same_footing(study):
     runs = study.plan("peers")
     labels = [label for label, _, _ in runs]
-    assert labels[:12] == ["random", "amdim", "simclr", "tvdim", "tvdim-nce", "slip", "clip", "simclr+rank",
-                           "lightly-simclr", "lightly-byol", "lightly-vicreg", "open_clip-clip"]
+    assert labels[:13] == ["random", "amdim", "simclr", "tvdim", "tvdim-nce", "slip", "clip", "simclr+rank",
+                           "lightly-simclr", "lightly-byol", "lightly-vicreg", "lightly-vicreg lars", "open_clip-clip"]
     assert dict((lab, m) for lab, m, _ in runs)["lightly-byol"] == "peer:lightly-byol"  # the peer's own code
     assert runs[7] == ("simclr+rank", "simclr", ["loss.inter_term=rank"])  # SimCLR + the ranking term
+    # VICReg also with lightly's benchmark optimiser (its example's SGD diverges), passed on as the peer's option
+    assert runs[11] == ("lightly-vicreg lars", "peer:lightly-vicreg", ["peer.optimizer=lars"])
+    assert study.peer_kwargs(runs[11][2]) == {"optimizer": "lars"}
     # only the text rows are repeated with swapped captions, each with the same overrides plus the noise rate
-    noisy = runs[12:]
+    noisy = runs[13:]
     assert [label for label, _, _ in noisy] == [f"{m} p=0.5" for m in study.PEER_TEXT_ROWS]
     assert all(extra[-1] == "noise=0.5" for _, _, extra in noisy) and noisy[4][2] == ["loss.inter_term=rank",
                                                                                      "noise=0.5"]
-    assert len(study.plan("peers", (0.0,))) == 12 and len(study.plan("peers", (0.25, 0.5))) == 24
+    assert len(study.plan("peers", (0.0,))) == 13 and len(study.plan("peers", (0.25, 0.5))) == 25
 
 
 def test_open_clip_scores_merge_into_its_trunks_evaluation(study):
