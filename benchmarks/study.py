@@ -546,6 +546,8 @@ def report(args: argparse.Namespace) -> None:
             name = f"noise_{dataset}{'' if steps == DEFAULT_STEPS else f'_{steps}steps'}.png"
             _noise_plot(runs, task, out / name)
             lines += ["", f"![caption noise]({name})"]
+        if exp == "peers-ablation":
+            lines += _aim_lines(rows, own, task)
         if exp == "peers":
             lines += _peers_extra(runs, task)
             name = f"peers_{dataset}_{steps}steps.png"
@@ -593,6 +595,45 @@ def _peers_extra(runs: list[dict], task: str) -> list[str]:
                 sd = 100 * max(statistics.stdev(a), statistics.stdev(b))
                 lines.append(f"| {other} | {len(b)} | {d:+.1f} | {'yes' if d > 2 * sd else 'no'} |")
     return lines
+
+
+# the tvdim configuration chosen on RSICD val (``transfer --target rsicd-val``), clean and at 50 % swapped captions
+CHOSEN = {"": "tvdim lr=5e-4", " p=0.5": "tvdim lr=5e-4 p=0.5"}
+PEER_LABELS = tuple(label for label, m, _ in PEER_ROWS if m.startswith(PEER))  # the other libraries' rows
+
+
+def _aim_lines(rows: list[dict], own: list[dict], task: str) -> list[str]:
+    """Issue 21's aim: the val-chosen tvdim rows of ``own`` (an ablation group) against every peer row of the peers
+    experiment with the same settings (all its seeds). At 50 % swapped an image-only peer is its clean row, since it
+    never reads a caption. A difference counts when it exceeds twice the larger of the two standard deviations."""
+    dataset, _, device, steps = _group(own[0])
+    settings = {json.dumps(r["settings"], sort_keys=True) for r in own}
+    peers = [r for r in rows if _group(r) == (dataset, "peers", device, steps)
+             and json.dumps(r["settings"], sort_keys=True) in settings]
+    out = []
+    for suffix, mine in CHOSEN.items():
+        if len(_vals(own, mine, task, "linear")) < 2:
+            continue
+        for other in (p + suffix if p in PEER_TEXT_ROWS else p for p in PEER_LABELS):
+            n_mine, n_other = len(_vals(own, mine, task, "linear")), len(_vals(peers, other, task, "linear"))
+            if n_other < 2:
+                continue
+            cells = [mine, other, f"{n_mine} / {n_other}"]
+            for probe in ("linear", "linear_10shot"):
+                a, b = _vals(own, mine, task, probe), _vals(peers, other, task, probe)
+                if len(a) < 2 or len(b) < 2:
+                    cells += ["-", "-"]
+                    continue
+                d = 100 * (statistics.mean(a) - statistics.mean(b))
+                cells += [f"{d:+.1f}", "yes" if d > 2 * 100 * max(statistics.stdev(a), statistics.stdev(b)) else "no"]
+            out.append("| " + " | ".join(cells) + " |")
+    if not out:
+        return []
+    return ["", "The tvdim configuration chosen on RSICD val against every peer row with these settings (points; "
+            "'> 2 sd': the difference exceeds twice the larger standard deviation; at 50 % swapped the image-only "
+            "peers are their clean rows):", "",
+            "| tvdim row | peer row | n (tvdim / peer) | linear | > 2 sd | 10-shot | > 2 sd |",
+            "|---|---|---|---|---|---|---|", *out]
 
 
 def _peers_plot(runs: list[dict], task: str, path: Path) -> None:

@@ -275,6 +275,32 @@ def test_ablation_report_borrows_the_unchanged_recipes_from_the_peers_runs(study
     assert "Rows marked (peers)" in block and "total wall time 2.0 min" in block
 
 
+def test_the_aim_table_sets_the_val_chosen_tvdim_rows_against_every_peer_row(study, tmp_path):
+    settings = dict(SETTINGS, backbone="resnet18", size=64, steps=400)
+
+    def rec(exp, label, seed, linear, shot, st=settings):
+        r = record(exp, label, label.split(" ")[0], seed, linear, st)
+        r["eval"]["tasks"]["label"]["linear_10shot"] = shot
+        return r
+
+    rows = [rec("peers", lab, s, acc + 0.005 * s, shot + 0.005 * s) for s in (0, 1, 2)
+            for lab, acc, shot in (("open_clip-clip", 0.36, 0.28), ("lightly-simclr", 0.30, 0.22),
+                                   ("open_clip-clip p=0.5", 0.31, 0.22), ("tvdim", 0.50, 0.50))]
+    rows += [rec("peers", "lightly-byol", 0, 0.2, 0.1)]  # one seed: no standard deviation, no comparison
+    rows += [rec("peers", "open_clip-clip", s, 0.9, 0.9, dict(settings, steps=200)) for s in (0, 1)]  # other regime
+    rows += [rec("peers-ablation", "tvdim lr=5e-4", s, 0.40 + 0.005 * s, 0.29 + 0.005 * s) for s in (0, 1, 2)]
+    rows += [rec("peers-ablation", "tvdim lr=5e-4 p=0.5", s, 0.33 + 0.02 * s, 0.25) for s in (0, 1)]
+    study.report(argparse.Namespace(results=[str(write(tmp_path, rows))], out=str(tmp_path / "rep")))
+    block = (tmp_path / "rep" / "study.md").read_text().split("### rsicd: peers-ablation (cpu)")[1]
+    aim = [line.strip("| ").split(" | ") for line in block.split("| tvdim row | peer row")[1].splitlines()[2:] if line]
+    assert [(a[0], a[1]) for a in aim] == [
+        ("tvdim lr=5e-4", "lightly-simclr"), ("tvdim lr=5e-4", "open_clip-clip"),  # the peers only, not our tvdim row
+        ("tvdim lr=5e-4 p=0.5", "lightly-simclr"),  # an image-only peer never reads captions: its clean row
+        ("tvdim lr=5e-4 p=0.5", "open_clip-clip p=0.5")]
+    assert aim[1][2:] == ["3 / 3", "+4.0", "yes", "+1.0", "no"]  # 10-shot: 1.0 < 2 x 0.5 sd
+    assert aim[3][2:] == ["2 / 3", "+2.5", "no", "+2.5", "yes"]  # linear: 2.5 < 2 x 1.4 sd (the noisier seeds)
+
+
 def test_a_cut_off_study_run_continues_where_it_stopped(study, tmp_path, capsys):
     from tvdim.config import load_config
 
