@@ -113,31 +113,71 @@ def view_transform(peer: str, size: int) -> Any:
     return VICRegTransform(input_size=size)
 
 
-def image_stream(source: Any, seed: int):
-    """Training images (PIL), reshuffled every epoch; bad samples skipped (the tvdim reader marks them)."""
-    from tvdim.data.sample import Sample
+class ImageStream:
+    """Training images (PIL) in a fresh permutation every epoch (``random.Random(seed)``); bad samples are skipped
+    (the tvdim reader marks them). ``position`` counts the indices drawn, so ``ImageStream(source, seed, position)``
+    continues a cut-off run with exactly the images it would have drawn next, without decoding those before."""
 
-    rng = random.Random(seed)
-    n = len(source)
-    while True:
-        order = list(range(n))
-        rng.shuffle(order)
-        for i in order:
-            s = source[i]
+    def __init__(self, source: Any, seed: int, position: int = 0) -> None:
+        self.source, self.position, self.n = source, position, len(source)
+        if self.n == 0:
+            raise SystemExit("peers: the training data has no samples")
+        self._rng = random.Random(seed)
+        self._epoch = -1
+        self._order: list[int] = []
+        self._advance_to(position // self.n)
+
+    def _advance_to(self, epoch: int) -> None:
+        while self._epoch < epoch:
+            self._order = list(range(self.n))
+            self._rng.shuffle(self._order)
+            self._epoch += 1
+
+    def __iter__(self) -> "ImageStream":
+        return self
+
+    def __next__(self) -> Any:
+        from tvdim.data.sample import Sample
+
+        for _ in range(self.n):  # a whole epoch of bad samples in a row: the data is unusable
+            epoch, k = divmod(self.position, self.n)
+            self._advance_to(epoch)
+            self.position += 1
+            s = self.source[self._order[k]]
             if isinstance(s, Sample):
-                yield s.image
+                return s.image
+        raise SystemExit(f"peers: {self.n} training samples in a row could not be read")
+
+
+def _peer_state(path: Path, signature: dict[str, Any]) -> dict[str, Any] | None:
+    """The resume state of a cut-off run with the same ``signature`` at ``path``, or None (then start afresh)."""
+    if not path.is_file():
+        return None
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except Exception as exc:  # noqa: BLE001 - a damaged file: the run starts afresh, saying why
+        print(f"peers: cannot read {path} ({type(exc).__name__}); starting afresh", flush=True)
+        return None
+    if state.get("signature") != signature:
+        print(f"peers: {path} is another run's (other settings); starting afresh", flush=True)
+        return None
+    return state
 
 
 def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: str, size: int, batch: int,
                steps: int, seed: int, out: Path, log_every: int = 50, device: str = "cpu",
-               temperature: float | None = None, optimizer: str = "lightly") -> Path:
+               temperature: float | None = None, optimizer: str = "lightly", ckpt_every: int = 400) -> Path:
     """Train ``peer`` on ``device`` and write ``out/checkpoints/last.pt`` (a tvdim checkpoint holding the peer's
     backbone).
 
     The defaults are lightly's example. Two departures exist only to explain a gap to tvdim's own recipe (issue 21,
     item 4): ``temperature`` (lightly-simclr's NT-Xent temperature; the example's is 0.5) and ``optimizer="tvdim"``
     (tvdim's Adam, lr schedule and warm-up from the config's ``optim`` section instead of SGD lr 0.06).
-    ``optimizer="lars"`` is lightly's benchmark recipe, for a peer whose example settings diverge (VICReg)."""
+    ``optimizer="lars"`` is lightly's benchmark recipe, for a peer whose example settings diverge (VICReg).
+
+    Every ``ckpt_every`` steps the whole training state (model, optimiser, schedule, data position, random states)
+    goes to ``out/checkpoints/peer_state.pt``; the same call after a cut continues from it and ends with the weights
+    an uncut run would have (python, numpy and torch random states are all seeded and saved)."""
     import timm
 
     from tvdim.models.timm_backbone import timm_kwargs
@@ -145,16 +185,36 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
     cfg = load_config(cfg_path, overrides + [f"model.backbone={backbone}", f"model.image_size={size}",
                                              "train.method=simclr", f"train.seed={seed}", f"train.out_dir={out}",
                                              f"train.batch_size={batch}", f"train.steps={steps}"])
+    import numpy as np
+
     torch.manual_seed(seed)
     random.seed(seed)
+    np.random.seed(seed)  # lightly's blur and solarisation draw from numpy's global generator
     body = timm.create_model(backbone, pretrained=False, num_classes=0, **timm_kwargs(backbone, size))
     model = PeerModel(peer, body, body.num_features, temperature).train().to(device)
     opt, sched = peer_optimizer(optimizer, model, cfg.optim, steps, batch)
     tf = view_transform(peer, size)
-    images = image_stream(build_source(cfg.data, "eval_train", size), seed)
+    signature = {"peer": peer, "overrides": overrides, "backbone": backbone, "size": size, "batch": batch,
+                 "steps": steps, "seed": seed, "temperature": temperature, "optimizer": optimizer}
+    state_path = out / "checkpoints" / "peer_state.pt"
+    state = _peer_state(state_path, signature)
+    first, position, metrics = 1, 0, out / "metrics.jsonl"
+    if state is not None:
+        model.load_state_dict(state["model"])
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        torch.set_rng_state(state["torch_rng"])
+        random.setstate(state["python_rng"])
+        np.random.set_state(state["numpy_rng"])
+        first, position = state["step"] + 1, state["position"]
+        kept = [ln for ln in metrics.read_text().splitlines() if json.loads(ln)["step"] <= state["step"]] \
+            if metrics.is_file() else []
+        metrics.write_text("".join(ln + "\n" for ln in kept))  # lines after the checkpoint are redone
+        print(f"peers: resuming {out} from step {state['step']}", flush=True)
+    images = ImageStream(build_source(cfg.data, "eval_train", size), seed, position)
     out.mkdir(parents=True, exist_ok=True)
-    t0, log = time.perf_counter(), (out / "metrics.jsonl").open("w")
-    for step in range(1, steps + 1):
+    t0, log = time.perf_counter(), metrics.open("a" if state is not None else "w")
+    for step in range(first, steps + 1):
         views = [tf(next(images)) for _ in range(batch)]
         x0, x1 = torch.stack([v[0] for v in views]).to(device), torch.stack([v[1] for v in views]).to(device)
         loss = model.loss(x0, x1, (step - 1) / max(steps, 1))
@@ -169,6 +229,11 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
             rec = {"step": step, "loss": loss.item(), "lr": lr, "seconds": round(time.perf_counter() - t0, 1)}
             log.write(json.dumps(rec) + "\n")
             log.flush()
+        if step % ckpt_every == 0 and step < steps:
+            save_checkpoint(state_path, {
+                "signature": signature, "step": step, "position": images.position, "model": model.state_dict(),
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
+                "python_rng": random.getstate(), "numpy_rng": np.random.get_state()})
     log.close()
     body_state = {k: v.cpu() for k, v in body.state_dict().items()}
     base_lr = {"lightly": LR, "lars": LARS_LR * batch / 256}.get(optimizer, cfg.optim.lr)

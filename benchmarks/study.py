@@ -253,13 +253,16 @@ def _peers() -> Any:
 def _train_peer(peer: str, overrides: list[str], cfg: Any, data: Path, out: Path, noise: list[float],
                 args: argparse.Namespace, peer_kw: dict[str, Any] | None = None) -> Path:
     """Train one peer with the run's data, backbone, size, batch, steps and seed; its tvdim checkpoint path.
-    ``peer_kw``: a lightly peer's departures from its example (``temperature``, ``optimizer``; the ablation rows)."""
+    ``peer_kw``: a lightly peer's departures from its example (``temperature``, ``optimizer``; the ablation rows).
+    A lightly peer cut off part-way continues from its last checkpoint (every ``train.ckpt_every`` steps); open_clip's
+    one-epoch run starts again."""
     peers = _peers()
     run_dir = Path(cfg.train.out_dir)
     common = (cfg.model.backbone, cfg.model.image_size, cfg.train.batch_size, cfg.train.steps, cfg.train.seed, run_dir)
     device = "cuda" if _machine(args.device)[0] == "cuda" else "cpu"
     if peer != peers.OPEN_CLIP:
-        return peers.train_peer(peer, None, overrides, *common, device=device, **(peer_kw or {}))
+        return peers.train_peer(peer, None, overrides, *common, device=device, ckpt_every=cfg.train.ckpt_every,
+                                **(peer_kw or {}))
     if noise and noise[0] > 0:  # the same swapped-caption shards as the tvdim rows, as open_clip's '::' list
         shards = "::".join(str(p) for p in sorted(Path(noisy_shards(data, out, noise[0])).glob("*.tar")))
     else:

@@ -41,6 +41,54 @@ def test_peer_trains_and_is_evaluated_by_tvdim(peer, optimizer, tmp_path):
     assert res["feature_dim"] == 512 and set(res["tasks"]) == {"colour", "count", "shape"}
 
 
+def test_a_cut_off_peer_run_continues_to_the_weights_of_an_uncut_one(tmp_path, monkeypatch, capsys):
+    """BYOL: momentum copies, lightly's numpy-drawn blur / solarisation, and a data position past one epoch (the
+    tiny set has 24 images; 4 steps of 8 draw 32)."""
+    run = dict(peer="lightly-byol", cfg_path=None, overrides=DATA, backbone="resnet10t", size=32, batch=8, steps=4,
+               seed=0, log_every=1, ckpt_every=2)
+    whole = peers.train_peer(out=tmp_path / "whole", **run)
+    calls = {"n": 0}
+    real_loss = peers.PeerModel.loss
+
+    def cut_at_step_4(self, *a):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise KeyboardInterrupt  # the session ends during step 4, after step 3 was logged
+        return real_loss(self, *a)
+
+    monkeypatch.setattr(peers.PeerModel, "loss", cut_at_step_4)
+    with pytest.raises(KeyboardInterrupt):
+        peers.train_peer(out=tmp_path / "cut", **run)
+    monkeypatch.setattr(peers.PeerModel, "loss", real_loss)
+    resumed = peers.train_peer(out=tmp_path / "cut", **run)
+    assert "resuming" in capsys.readouterr().out
+    a, b = (load_method(c).method.image_encoder.body.state_dict() for c in (whole, resumed))
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    steps = [json.loads(ln)["step"] for ln in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == [1, 2, 3, 4]  # step 3 was redone from the step-2 checkpoint, and logged once
+    # other settings in the same folder: not continued
+    peers.train_peer(out=tmp_path / "cut", **dict(run, seed=1))
+    assert "other settings" in capsys.readouterr().out
+
+
+def test_image_stream_resumes_at_its_position_and_skips_bad_samples():
+    from tvdim.data.sample import Sample
+
+    source = [Sample(key=str(i), image=i) if i != 3 else None for i in range(5)]  # index 3 is unreadable
+    whole = peers.ImageStream(source, 7)
+    drawn = [next(whole) for _ in range(9)]
+    assert 3 not in drawn and sorted(drawn[:4]) == [0, 1, 2, 4]  # one permutation per epoch, without the bad one
+    assert sorted(drawn[4:8]) == [0, 1, 2, 4] and drawn[:4] != drawn[4:8]  # reshuffled for the second epoch
+    half = peers.ImageStream(source, 7)
+    first = [next(half) for _ in range(6)]
+    rest = peers.ImageStream(source, 7, half.position)
+    assert first + [next(rest) for _ in range(3)] == drawn
+    with pytest.raises(SystemExit, match="5 training samples in a row"):
+        next(peers.ImageStream([None] * 5, 0))
+    with pytest.raises(SystemExit, match="no samples"):
+        peers.ImageStream([], 0)
+
+
 def test_unknown_peer_is_refused():
     with pytest.raises(SystemExit):
         peers.main(["--peer", "nope", "--out", "x"])

@@ -237,7 +237,8 @@ def test_ablation_rows_hand_their_peer_options_to_the_peer_only(study, tmp_path,
         OPEN_CLIP = "open_clip-clip"
 
         @staticmethod
-        def train_peer(peer, cfg_path, overrides, *common, device, **kw):
+        def train_peer(peer, cfg_path, overrides, *common, device, ckpt_every, **kw):
+            assert ckpt_every == 200  # a cut-off peer run resumes: checkpoints every min(steps, CKPT_EVERY) steps
             seen.append((peer, kw, overrides))
             raise SystemExit("stopped by the test")
 
