@@ -50,7 +50,7 @@ LIGHTLY = ("lightly-simclr", "lightly-byol", "lightly-vicreg")
 OPEN_CLIP = "open_clip-clip"
 PEERS = (*LIGHTLY, OPEN_CLIP)
 LR = 0.06  # lightly's examples: torch.optim.SGD(model.parameters(), lr=0.06)
-LARS_LR, LARS_WARMUP, LARS_END = 0.2, 0.1, 0.01  # lightly's VICReg benchmark: lr 0.2 x B / 256, 10 of 100 epochs warm-up
+LARS_LR, LARS_WARMUP, LARS_END = 0.2, 0.1, 0.01  # lightly's VICReg benchmark: 0.2 x B / 256, 10 % warm-up, to 1 %
 OPTIMIZERS = ("lightly", "lars", "tvdim")
 
 
@@ -178,6 +178,7 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
     Every ``ckpt_every`` steps the whole training state (model, optimiser, schedule, data position, random states)
     goes to ``out/checkpoints/peer_state.pt``; the same call after a cut continues from it and ends with the weights
     an uncut run would have (python, numpy and torch random states are all seeded and saved)."""
+    import numpy as np
     import timm
 
     from tvdim.models.timm_backbone import timm_kwargs
@@ -185,8 +186,6 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
     cfg = load_config(cfg_path, overrides + [f"model.backbone={backbone}", f"model.image_size={size}",
                                              "train.method=simclr", f"train.seed={seed}", f"train.out_dir={out}",
                                              f"train.batch_size={batch}", f"train.steps={steps}"])
-    import numpy as np
-
     torch.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed)  # lightly's blur and solarisation draw from numpy's global generator
