@@ -42,9 +42,11 @@ from typing import Any
 import torch
 
 from tvdim.config import load_config, to_plain
+from tvdim.data.sample import Sample
 from tvdim.data.sources import build_source
+from tvdim.errors import CheckpointError
 from tvdim.methods import build_method
-from tvdim.train.checkpoint import save_checkpoint
+from tvdim.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
 
 LIGHTLY = ("lightly-simclr", "lightly-byol", "lightly-vicreg")
 OPEN_CLIP = "open_clip-clip"
@@ -137,8 +139,6 @@ class ImageStream:
         return self
 
     def __next__(self) -> Any:
-        from tvdim.data.sample import Sample
-
         for _ in range(self.n):  # a whole epoch of bad samples in a row: the data is unusable
             epoch, k = divmod(self.position, self.n)
             self._advance_to(epoch)
@@ -154,9 +154,9 @@ def _peer_state(path: Path, signature: dict[str, Any]) -> dict[str, Any] | None:
     if not path.is_file():
         return None
     try:
-        state = torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as exc:  # noqa: BLE001 - a damaged file: the run starts afresh, saying why
-        print(f"peers: cannot read {path} ({type(exc).__name__}); starting afresh", flush=True)
+        state = load_checkpoint(path, require=("signature", "step", "position", "rng"))
+    except CheckpointError as exc:  # a damaged file: the run starts afresh, saying why
+        print(f"peers: {exc}; starting afresh", flush=True)
         return None
     if state.get("signature") != signature:
         print(f"peers: {path} is another run's (other settings); starting afresh", flush=True)
@@ -202,9 +202,7 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
         model.load_state_dict(state["model"])
         opt.load_state_dict(state["optimizer"])
         sched.load_state_dict(state["scheduler"])
-        torch.set_rng_state(state["torch_rng"])
-        random.setstate(state["python_rng"])
-        np.random.set_state(state["numpy_rng"])
+        set_rng_state(state["rng"])
         first, position = state["step"] + 1, state["position"]
         kept = [ln for ln in metrics.read_text().splitlines() if json.loads(ln)["step"] <= state["step"]] \
             if metrics.is_file() else []
@@ -231,8 +229,7 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
         if step % ckpt_every == 0 and step < steps:
             save_checkpoint(state_path, {
                 "signature": signature, "step": step, "position": images.position, "model": model.state_dict(),
-                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "torch_rng": torch.get_rng_state(),
-                "python_rng": random.getstate(), "numpy_rng": np.random.get_state()})
+                "optimizer": opt.state_dict(), "scheduler": sched.state_dict(), "rng": rng_state()})
     log.close()
     body_state = {k: v.cpu() for k, v in body.state_dict().items()}
     base_lr = {"lightly": LR, "lars": LARS_LR * batch / 256}.get(optimizer, cfg.optim.lr)

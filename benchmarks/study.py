@@ -309,26 +309,27 @@ def _machine(device: str) -> tuple[str, str]:
     return ("cuda" if gpu else "cpu"), f"{name}; {platform.machine()}, {torch.get_num_threads()} torch threads"
 
 
-def _cifar10_config(data: Path, args: argparse.Namespace) -> Any:
-    """Probe settings for the CIFAR-10 transfer: the full 50k train / 10k test split, the study's probe epochs."""
+def _probe_config(train: str, test: str, args: argparse.Namespace, *extra: str) -> Any:
+    """Probe settings: probes fit on the ``train`` shards and scored on ``test``, with the study's probe epochs."""
     from tvdim.config import load_config
 
-    c10 = data / "cifar10"
-    return load_config(overrides=["data.format=wds", f"data.eval_train_path={c10}/cifar10-train-{{000000..000009}}.tar",
-                                  f"data.eval_test_path={c10}/cifar10-test-{{000000..000001}}.tar",
+    return load_config(overrides=["data.format=wds", f"data.eval_train_path={train}", f"data.eval_test_path={test}",
                                   f"data.workers={args.workers}", f"eval.linear_epochs={args.probe_epochs}",
-                                  f"eval.mlp_epochs={args.probe_epochs}"])
+                                  f"eval.mlp_epochs={args.probe_epochs}", *extra])
+
+
+def _cifar10_config(data: Path, args: argparse.Namespace) -> Any:
+    """Probe settings for the CIFAR-10 transfer: the full 50k train / 10k test split."""
+    c10 = data / "cifar10"
+    return _probe_config(f"{c10}/cifar10-train-{{000000..000009}}.tar", f"{c10}/cifar10-test-{{000000..000001}}.tar",
+                         args)
 
 
 def _val_config(data: Path, args: argparse.Namespace) -> Any:
     """Probe settings for choosing a setting: probes fit on the RSICD train labels, scored on RSICD val (never test)."""
-    from tvdim.config import load_config
-
     rsicd = data / "rsicd"
-    return load_config(overrides=["data.format=wds", f"data.eval_train_path={rsicd}/rsicd-train-{{000000..000008}}.tar",
-                                  f"data.eval_test_path={rsicd}/rsicd-val-{{000000..000001}}.tar",
-                                  "data.text_key=txt:only", f"data.workers={args.workers}",
-                                  f"eval.linear_epochs={args.probe_epochs}", f"eval.mlp_epochs={args.probe_epochs}"])
+    return _probe_config(f"{rsicd}/rsicd-train-{{000000..000008}}.tar", f"{rsicd}/rsicd-val-{{000000..000001}}.tar",
+                         args, "data.text_key=txt:only")
 
 
 TARGETS = {"cifar10": ("transfer", "cifar10", _cifar10_config), "rsicd-val": ("val", "rsicd-val", _val_config)}
@@ -567,6 +568,13 @@ def _vals(runs: list[dict], label: str, task: str, key: str) -> list[float]:
     return [_eval(r)["tasks"][task][key] for r in runs if r["label"] == label and key in _eval(r)["tasks"][task]]
 
 
+def _difference(a: list[float], b: list[float]) -> list[str]:
+    """Table cells for the mean of ``a`` minus the mean of ``b`` (accuracies, in points) and whether it exceeds twice
+    the larger of the two standard deviations ("yes" / "no"); each list holds at least two seeds."""
+    d = 100 * (statistics.mean(a) - statistics.mean(b))
+    return [f"{d:+.1f}", "yes" if d > 2 * 100 * max(statistics.stdev(a), statistics.stdev(b)) else "no"]
+
+
 def _peers_extra(runs: list[dict], task: str) -> list[str]:
     """The peers experiment's extra tables: logistic / zero-shot / t2i R@10 per row, and each tvdim row against
     every other row on the linear and 10-shot probes (difference of means, and whether it exceeds twice the
@@ -592,11 +600,8 @@ def _peers_extra(runs: list[dict], task: str) -> list[str]:
                       "| other row | n | difference | > 2 sd |", "|---|---|---|---|"]
             for other in (o for o in labels if o != mine and (" p=" in o) == noisy):
                 b = _vals(runs, other, task, probe)
-                if len(b) < 2:
-                    continue
-                d = 100 * (statistics.mean(a) - statistics.mean(b))
-                sd = 100 * max(statistics.stdev(a), statistics.stdev(b))
-                lines.append(f"| {other} | {len(b)} | {d:+.1f} | {'yes' if d > 2 * sd else 'no'} |")
+                if len(b) >= 2:
+                    lines.append("| " + " | ".join([other, str(len(b)), *_difference(a, b)]) + " |")
     return lines
 
 
@@ -615,20 +620,16 @@ def _aim_lines(rows: list[dict], own: list[dict], task: str) -> list[str]:
              and json.dumps(r["settings"], sort_keys=True) in settings]
     out = []
     for suffix, mine in CHOSEN.items():
-        if len(_vals(own, mine, task, "linear")) < 2:
+        a = {probe: _vals(own, mine, task, probe) for probe in ("linear", "linear_10shot")}
+        if len(a["linear"]) < 2:
             continue
         for other in (p + suffix if p in PEER_TEXT_ROWS else p for p in PEER_LABELS):
-            n_mine, n_other = len(_vals(own, mine, task, "linear")), len(_vals(peers, other, task, "linear"))
-            if n_other < 2:
+            b = {probe: _vals(peers, other, task, probe) for probe in a}
+            if len(b["linear"]) < 2:
                 continue
-            cells = [mine, other, f"{n_mine} / {n_other}"]
-            for probe in ("linear", "linear_10shot"):
-                a, b = _vals(own, mine, task, probe), _vals(peers, other, task, probe)
-                if len(a) < 2 or len(b) < 2:
-                    cells += ["-", "-"]
-                    continue
-                d = 100 * (statistics.mean(a) - statistics.mean(b))
-                cells += [f"{d:+.1f}", "yes" if d > 2 * 100 * max(statistics.stdev(a), statistics.stdev(b)) else "no"]
+            cells = [mine, other, f"{len(a['linear'])} / {len(b['linear'])}"]
+            for probe in a:
+                cells += _difference(a[probe], b[probe]) if min(len(a[probe]), len(b[probe])) >= 2 else ["-", "-"]
             out.append("| " + " | ".join(cells) + " |")
     if not out:
         return []

@@ -69,6 +69,11 @@ def test_a_cut_off_peer_run_continues_to_the_weights_of_an_uncut_one(tmp_path, m
     # other settings in the same folder: not continued
     peers.train_peer(out=tmp_path / "cut", **dict(run, seed=1))
     assert "other settings" in capsys.readouterr().out
+    # a damaged state file: named, and the run starts afresh
+    (tmp_path / "cut" / "checkpoints" / "peer_state.pt").write_bytes(b"not a checkpoint")
+    peers.train_peer(out=tmp_path / "cut", **run)
+    out = capsys.readouterr().out
+    assert "peer_state.pt" in out and "starting afresh" in out and "resuming" not in out
 
 
 def test_image_stream_resumes_at_its_position_and_skips_bad_samples():

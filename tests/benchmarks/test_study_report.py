@@ -327,10 +327,11 @@ def test_val_target_scores_on_rsicd_val_and_never_on_test(study, tmp_path, monke
     ckpt.write_bytes(b"x")
     rows[0]["eval"]["checkpoint"] = str(ckpt)
     write(tmp_path, rows)
-    seen = []
+    seen, texts = [], []
 
     def fake_evaluate(path, data, ecfg, device, seed):
         seen.append((data.eval_train_path, data.eval_test_path, seed))
+        texts.append(data.text_key)
         return {"tasks": {"label": {"linear": 0.5, "mlp": 0.5, "knn": 0.5}}}
 
     monkeypatch.setattr(ev_mod, "evaluate", fake_evaluate)
@@ -338,6 +339,7 @@ def test_val_target_scores_on_rsicd_val_and_never_on_test(study, tmp_path, monke
                               out=str(tmp_path / "v"), probe_epochs=1, workers=0, device="cpu")
     study.transfer(args)
     assert seen == [("/d/rsicd/rsicd-train-{000000..000008}.tar", "/d/rsicd/rsicd-val-{000000..000001}.tar", 0)]
+    assert texts == ["txt:only"]  # one caption per val image, as the test split is scored
     line = json.loads((tmp_path / "v" / "results.jsonl").read_text())
     assert (line["experiment"], line["dataset"], line["label"]) == ("val", "rsicd-val", "tvdim")
     study.transfer(args)  # done: not scored again
