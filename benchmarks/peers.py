@@ -18,11 +18,11 @@ biases, cosine decay to 1 % after a warm-up of 10 % of the steps.
 open_clip's CLIP is trained by open_clip's own trainer (``python -m open_clip_train.main``, on CPU here) on the same
 WebDataset shards (their ``.jpg`` / ``.txt``), with a model config whose image tower is the same timm backbone and
 whose text tower has tvdim's text size (``text.dim`` / ``text.layers`` / ``text.heads`` / ``text.max_len``; open_clip
-keeps its own BPE tokenizer), same batch and steps (``--train-num-samples = steps * batch``, one epoch, sampled with
-replacement), warm-up as the tvdim rows, otherwise open_clip's defaults (AdamW lr 5e-4, wd 0.2). Images are
-normalised with tvdim's mean / std so that ``tvdim evaluate``'s one evaluation transform feeds the trunk what it was
-trained on. Its image trunk is saved as a tvdim checkpoint (probes); retrieval and zero-shot go through open_clip's own
-towers (:func:`open_clip_eval`).
+keeps its own BPE tokenizer), same batch and steps (``--train-num-samples x --epochs = steps * batch``, sampled with
+replacement; one epoch, or one per ``ckpt_every`` steps so that a cut-off run resumes), warm-up as the tvdim rows,
+otherwise open_clip's defaults (AdamW lr 5e-4, wd 0.2). Images are normalised with tvdim's mean / std so that
+``tvdim evaluate``'s one evaluation transform feeds the trunk what it was trained on. Its image trunk is saved as a
+tvdim checkpoint (probes); retrieval and zero-shot go through open_clip's own towers (:func:`open_clip_eval`).
 
     python benchmarks/peers.py --peer open_clip-clip --config configs/rsicd.yaml --shards 'DIR/rsicd-train-{000000..000008}.tar' \
         --backbone resnet18 --size 64 --batch 64 --steps 400 --seed 0 --out runs/peers/open_clip-s0
@@ -293,19 +293,36 @@ def open_clip_config(backbone: str, size: int, text: Any, embed_dim: int) -> dic
 
 
 def open_clip_argv(shards: str, model_dir: Path, logs: Path, batch: int, steps: int, seed: int, warmup: int,
-                   workers: int, device: str = "cpu") -> list[str]:
-    """Arguments of ``python -m open_clip_train.main`` for ``steps`` steps of ``batch`` on ``device``, one epoch."""
+                   workers: int, device: str = "cpu", epochs: int = 1) -> list[str]:
+    """Arguments of ``python -m open_clip_train.main`` for ``steps`` steps of ``batch`` on ``device``, split into
+    ``epochs`` equal epochs (``steps`` must divide): open_clip saves a checkpoint after each (keeping only the
+    newest) and ``--resume latest`` continues from it when the same command is run again."""
+    if epochs < 1 or steps % epochs:
+        raise ValueError(f"open_clip: {steps} steps do not split into {epochs} equal epochs")
     return ["--train-data", shards, "--dataset-type", "webdataset", "--dataset-resampled",
-            "--train-num-samples", str(steps * batch), "--epochs", "1", "--batch-size", str(batch),
+            "--train-num-samples", str(steps // epochs * batch), "--epochs", str(epochs), "--batch-size", str(batch),
             "--workers", str(workers), "--model", f"local-dir:{model_dir}", "--warmup", str(warmup),
-            "--precision", "fp32" if device == "cpu" else "amp_bf16", "--device", device, "--seed", str(seed), "--logs", str(logs), "--name", "open_clip",
-            "--save-frequency", "1", "--log-every-n-steps", "10", "--report-to", ""]
+            "--precision", "fp32" if device == "cpu" else "amp_bf16", "--device", device, "--seed", str(seed),
+            "--logs", str(logs), "--name", "open_clip", "--save-frequency", "1", "--delete-previous-checkpoint",
+            "--resume", "latest", "--log-every-n-steps", "10", "--report-to", ""]
+
+
+def open_clip_epochs(steps: int, ckpt_every: int) -> int:
+    """How many epochs an open_clip run of ``steps`` is split into so that it checkpoints every ``ckpt_every`` steps:
+    1 (no checkpoint before the end) when ``ckpt_every`` is 0, not below ``steps`` or does not divide it."""
+    return steps // ckpt_every if 0 < ckpt_every < steps and steps % ckpt_every == 0 else 1
 
 
 def train_open_clip(cfg_path: str | None, overrides: list[str], shards: str, backbone: str, size: int, batch: int,
-                    steps: int, seed: int, out: Path, warmup: int = 50, workers: int = 0, device: str = "cpu") -> Path:
+                    steps: int, seed: int, out: Path, warmup: int = 50, workers: int = 0, device: str = "cpu",
+                    ckpt_every: int = 0) -> Path:
     """Train CLIP with open_clip's own trainer (a subprocess) and write ``out/checkpoints/last.pt`` (its image
-    trunk as a tvdim checkpoint); open_clip's run (log, checkpoint) stays under ``out/open_clip``."""
+    trunk as a tvdim checkpoint); open_clip's run (log, checkpoint) stays under ``out/open_clip``.
+
+    With ``ckpt_every`` dividing ``steps``, the run is ``steps / ckpt_every`` epochs of ``ckpt_every`` steps (one
+    cosine schedule over all of them, as open_clip schedules by step), and a run cut off part-way continues from its
+    last finished epoch with open_clip's own ``--resume latest`` (model, optimiser, step; open_clip keeps no random
+    state, so the continued run is not bit-identical to an uncut one). A run left by other arguments starts again."""
     import shutil
     import subprocess
 
@@ -319,12 +336,17 @@ def train_open_clip(cfg_path: str | None, overrides: list[str], shards: str, bac
     model_dir.mkdir(parents=True, exist_ok=True)
     (model_dir / "open_clip_config.json").write_text(json.dumps(open_clip_config(backbone, size, cfg.text, dim),
                                                                 indent=1))
-    shutil.rmtree(out / "open_clip", ignore_errors=True)  # open_clip refuses to reuse an experiment name
-    argv = open_clip_argv(shards, model_dir, out, batch, steps, seed, warmup, workers, device)
+    epochs = open_clip_epochs(steps, ckpt_every)
+    argv = open_clip_argv(shards, model_dir, out, batch, steps, seed, warmup, workers, device, epochs)
+    signature = out / "open_clip_argv.json"
+    if not signature.exists() or json.loads(signature.read_text()) != argv:  # open_clip would resume a stale run
+        shutil.rmtree(out / "open_clip", ignore_errors=True)
+        signature.write_text(json.dumps(argv))
     t0 = time.perf_counter()
     done = subprocess.run([sys.executable, "-m", "open_clip_train.main", *argv], capture_output=True, text=True)
-    (out / "open_clip_stdout.log").write_text(done.stdout + done.stderr)
-    ckpt = out / "open_clip" / "checkpoints" / "epoch_1.pt"
+    with (out / "open_clip_stdout.log").open("a") as log:  # appended: a continued run keeps the cut one's log
+        log.write(done.stdout + done.stderr)
+    ckpt = out / "open_clip" / "checkpoints" / f"epoch_{epochs}.pt"
     if done.returncode != 0 or not ckpt.exists():
         raise SystemExit(f"open_clip_train failed (exit {done.returncode}); see {out / 'open_clip_stdout.log'}: "
                          f"{(done.stderr or done.stdout)[-600:]}")

@@ -254,8 +254,8 @@ def _train_peer(peer: str, overrides: list[str], cfg: Any, data: Path, out: Path
                 args: argparse.Namespace, peer_kw: dict[str, Any] | None = None) -> Path:
     """Train one peer with the run's data, backbone, size, batch, steps and seed; its tvdim checkpoint path.
     ``peer_kw``: a lightly peer's departures from its example (``temperature``, ``optimizer``; the ablation rows).
-    A lightly peer cut off part-way continues from its last checkpoint (every ``train.ckpt_every`` steps); open_clip's
-    one-epoch run starts again."""
+    A peer cut off part-way continues from its last checkpoint (every ``train.ckpt_every`` steps; open_clip's through
+    its own ``--resume latest``, see :func:`peers.train_open_clip`)."""
     peers = _peers()
     run_dir = Path(cfg.train.out_dir)
     common = (cfg.model.backbone, cfg.model.image_size, cfg.train.batch_size, cfg.train.steps, cfg.train.seed, run_dir)
@@ -268,7 +268,7 @@ def _train_peer(peer: str, overrides: list[str], cfg: Any, data: Path, out: Path
     else:
         shards = str(data / "rsicd" / "rsicd-train-{000000..000008}.tar")
     return peers.train_open_clip(None, overrides, shards, *common, warmup=cfg.optim.warmup_steps,
-                                 workers=args.workers, device=device)
+                                 workers=args.workers, device=device, ckpt_every=cfg.train.ckpt_every)
 
 
 PEER_OPTIONS = {"temperature": float, "optimizer": str}  # a lightly peer's departures (benchmarks/peers.py)

@@ -157,6 +157,36 @@ def test_open_clip_peer_trains_with_open_clips_own_trainer(tmp_path):
     assert set(extra["zeroshot"]) == {"label"} and 0 <= extra["zeroshot"]["label"]["zeroshot"] <= 1
 
 
+def test_a_cut_off_open_clip_run_continues_from_its_last_epoch(tmp_path, monkeypatch):
+    pytest.importorskip("open_clip_train.data", reason="open_clip_torch[training] is not installed")
+    import subprocess
+
+    train, test = _colour_shards(tmp_path)
+    data = ["data.format=wds", f"data.path={train}", f"data.eval_train_path={train}", f"data.eval_test_path={test}",
+            "text.dim=32", "text.layers=1", "text.heads=2", "text.max_len=16", *DATA[2:]]
+    out, real_run = tmp_path / "oc", subprocess.run
+    log = out / "open_clip_stdout.log"
+
+    def cut_after_epoch_1(cmd, **kw):  # the run is stopped once its first of two epochs is saved
+        return real_run([*cmd[:cmd.index("--epochs") + 1], "1", *cmd[cmd.index("--epochs") + 2:]], **kw)
+
+    monkeypatch.setattr(subprocess, "run", cut_after_epoch_1)
+    with pytest.raises(SystemExit, match="open_clip_train failed"):
+        peers.train_open_clip(None, data, train, "resnet10t", 32, 4, 4, 0, out, warmup=1, ckpt_every=2)
+    assert (out / "open_clip" / "checkpoints" / "epoch_1.pt").exists()
+    monkeypatch.setattr(subprocess, "run", real_run)
+    before = log.read_text()
+    peers.train_open_clip(None, data, train, "resnet10t", 32, 4, 4, 0, out, warmup=1, ckpt_every=2)
+    again = log.read_text()[len(before):]
+    assert before in log.read_text()  # the cut run's log is kept
+    assert "=> resuming checkpoint" in again and "Train Epoch: 1" in again and "Train Epoch: 0" not in again
+    assert [p.name for p in (out / "open_clip" / "checkpoints").glob("*.pt")] == ["epoch_2.pt"]
+    # other arguments (here the seed) never continue that run: open_clip starts again from epoch 0
+    peers.train_open_clip(None, data, train, "resnet10t", 32, 4, 4, 1, out, warmup=1, ckpt_every=2)
+    third = log.read_text()[len(before) + len(again):]
+    assert "resuming checkpoint" not in third and "Train Epoch: 0" in third and "Train Epoch: 1" in third
+
+
 def test_open_clip_config_has_the_tvdim_rows_sizes():
     from tvdim.config import TextConfig
     from tvdim.data.transforms import MEAN, STD
@@ -173,6 +203,17 @@ def test_open_clip_config_has_the_tvdim_rows_sizes():
     assert "--dataset-resampled" in argv and value["--train-num-samples"] == "25600"  # steps x batch, one epoch
     assert value["--epochs"] == "1" and value["--batch-size"] == "64" and value["--warmup"] == "50"
     assert value["--seed"] == "3" and value["--model"] == "local-dir:m" and value["--device"] == "cpu"
+    assert value["--resume"] == "latest" and "--delete-previous-checkpoint" in argv  # resumable, one checkpoint kept
+
+
+def test_open_clip_run_is_split_into_epochs_of_ckpt_every_steps():
+    assert peers.open_clip_epochs(1600, 400) == 4 and peers.open_clip_epochs(400, 400) == 1
+    assert peers.open_clip_epochs(400, 0) == 1 and peers.open_clip_epochs(400, 300) == 1  # no cut or none that divides
+    argv = peers.open_clip_argv("a.tar", Path("m"), Path("logs"), 64, 1600, 0, 50, 0, epochs=4)
+    value = {a: argv[i + 1] for i, a in enumerate(argv[:-1]) if a.startswith("--")}
+    assert value["--epochs"] == "4" and value["--train-num-samples"] == str(400 * 64)  # 4 x 400 steps = 1,600
+    with pytest.raises(ValueError, match="1600 steps do not split into 3"):
+        peers.open_clip_argv("a.tar", Path("m"), Path("logs"), 64, 1600, 0, 50, 0, epochs=3)
 
 
 def test_peer_optimizer_is_lightlys_sgd_unless_tvdims_recipe_is_asked_for():
