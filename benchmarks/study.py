@@ -26,9 +26,12 @@ Settings (``--size``, ``--steps``, ``--batch``, ``--set key=value``) are recorde
 from __future__ import annotations
 
 import argparse
+import functools
+import importlib.metadata
 import json
 import platform
 import statistics
+import subprocess
 import time
 from datetime import datetime, timezone
 from pathlib import Path
@@ -193,10 +196,10 @@ def run(args: argparse.Namespace) -> None:
                 "experiment": args.experiment, "dataset": args.dataset, "task": args.task, "label": label,
                 "method": method, "seed": seed, "overrides": over + peer_opts,
                 "eval": evaluate(res.checkpoint, device=ev_device, seed=seed), "pretrain_s": round(t1 - t0, 1),
-                "machine": machine, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-                "settings": {"backbone": cfg.model.backbone, "size": cfg.model.image_size, "steps": cfg.train.steps, "batch": cfg.train.batch_size,
-                             "ndf": cfg.model.ndf, "n_rkhs": cfg.model.n_rkhs, "n_depth": cfg.model.n_depth,
-                             "set": args.set}}
+                **_stamp(machine),
+                "settings": {"backbone": cfg.model.backbone, "size": cfg.model.image_size, "steps": cfg.train.steps,
+                             "batch": cfg.train.batch_size, "ndf": cfg.model.ndf, "n_rkhs": cfg.model.n_rkhs,
+                             "n_depth": cfg.model.n_depth, "set": args.set}}
             if method == "open_clip-clip":  # retrieval and zero-shot through open_clip's own towers
                 _merge_open_clip(record["eval"], _peers().open_clip_eval(run_dir, cfg.data, cfg.eval, args.size))
             if args.val:  # settings are chosen on RSICD val, never on test
@@ -231,8 +234,7 @@ def _record_failure(results_path: Path, args: argparse.Namespace, label: str, me
                     over: list[str], why: str, t0: float) -> None:
     """A run that could not finish (a peer whose loss became non-finite): one result line saying why."""
     record = {"experiment": args.experiment, "dataset": args.dataset, "task": args.task, "label": label,
-              "method": method, "seed": seed, "overrides": over, "failed": why, "machine": _machine(args.device)[1],
-              "date": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+              "method": method, "seed": seed, "overrides": over, "failed": why, **_stamp(_machine(args.device)[1]),
               "settings": {"size": args.size, "steps": args.steps, "batch": args.batch, "set": args.set},
               "total_s": round(time.perf_counter() - t0, 1)}
     with results_path.open("a") as f:
@@ -309,6 +311,36 @@ def _machine(device: str) -> tuple[str, str]:
     return ("cuda" if gpu else "cpu"), f"{name}; {platform.machine()}, {torch.get_num_threads()} torch threads"
 
 
+REPO = Path(__file__).resolve().parents[1]
+VERSIONED = ("torch", "torchvision", "timm", "tvdim", "lightly", "open_clip_torch")  # those installed are recorded
+
+
+@functools.lru_cache(maxsize=None)
+def provenance(root: Path = REPO) -> dict[str, Any]:
+    """What produced a result line, read once per process (the code that runs is the code at its start): ``code``,
+    the git commit of ``root`` (12 hex digits, "+dirty" when tracked files differ from it; "unknown" outside git),
+    and ``versions`` of Python and of each installed package of :data:`VERSIONED`."""
+    try:
+        head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=root, capture_output=True, text=True, check=True)
+        diff = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                              capture_output=True, text=True, check=True)
+        code = head.stdout.strip()[:12] + ("+dirty" if diff.stdout.strip() else "")
+    except (OSError, subprocess.CalledProcessError):
+        code = "unknown"
+    versions = {"python": platform.python_version()}
+    for dist in VERSIONED:
+        try:
+            versions[dist] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return {"code": code, "versions": versions}
+
+
+def _stamp(machine: str) -> dict[str, Any]:
+    """The fields every result line carries besides its result: machine, date (UTC), code and package versions."""
+    return {"machine": machine, "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), **provenance()}
+
+
 def _probe_config(train: str, test: str, args: argparse.Namespace, *extra: str) -> Any:
     """Probe settings: probes fit on the ``train`` shards and scored on ``test``, with the study's probe epochs."""
     from tvdim.config import load_config
@@ -370,8 +402,7 @@ def transfer(args: argparse.Namespace) -> None:
         ev = evaluate(ckpt, tcfg.data, tcfg.eval, device=ev_device, seed=r["seed"])
         record = {"experiment": experiment, "dataset": dataset, "task": "label", "label": r["label"],
                   "method": r["method"], "seed": r["seed"], "overrides": r["overrides"], "eval": ev,
-                  "pretrained_on": f"rsicd ({args.experiment})", "machine": machine,
-                  "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "settings": r["settings"],
+                  "pretrained_on": f"rsicd ({args.experiment})", **_stamp(machine), "settings": r["settings"],
                   "total_s": round(time.perf_counter() - t0, 1)}
         with results_path.open("a") as f:
             f.write(json.dumps(record) + "\n")
@@ -457,8 +488,8 @@ def detect(args: argparse.Namespace) -> None:
                               overwrite=True, progress=False)
         record = {"experiment": "detect", "dataset": r.get("dataset", "rsicd"), "label": r["label"],
                   "method": r["method"], "seed": r["seed"], "overrides": r["overrides"],
-                  "detection": summary["detection"], "pairs": summary["pairs"], "machine": machine,
-                  "date": datetime.now(timezone.utc).isoformat(timespec="seconds"), "settings": r["settings"],
+                  "detection": summary["detection"], "pairs": summary["pairs"], **_stamp(machine),
+                  "settings": r["settings"],
                   "total_s": round(time.perf_counter() - t0, 1)}
         with results_path.open("a") as f:
             f.write(json.dumps(record) + "\n")

@@ -218,6 +218,7 @@ def test_a_peer_that_diverges_is_recorded_and_the_study_goes_on(study, tmp_path,
     assert [(r["label"], r["seed"]) for r in lines] == [("lightly-byol", 0), ("lightly-vicreg", 0),
                                                         ("lightly-byol", 1), ("lightly-vicreg", 1)]
     assert lines[1]["failed"] == "lightly-vicreg: non-finite loss at step 7" and "eval" not in lines[1]
+    assert all(r["code"] == study.provenance()["code"] and "torch" in r["versions"] for r in lines)  # what ran
     study.run(args)  # a failure is a result: not tried again
     assert len(calls) == 4
 
@@ -342,7 +343,35 @@ def test_val_target_scores_on_rsicd_val_and_never_on_test(study, tmp_path, monke
     assert texts == ["txt:only"]  # one caption per val image, as the test split is scored
     line = json.loads((tmp_path / "v" / "results.jsonl").read_text())
     assert (line["experiment"], line["dataset"], line["label"]) == ("val", "rsicd-val", "tvdim")
+    assert line["code"] == study.provenance()["code"] and line["versions"] == study.provenance()["versions"]
     study.transfer(args)  # done: not scored again
     assert len(seen) == 1
     study.transfer(argparse.Namespace(**(vars(args) | {"target": "cifar10"})))  # another target: its own line
     assert seen[-1][1] == "/d/cifar10/cifar10-test-{000000..000001}.tar"
+
+
+def test_provenance_names_the_commit_and_whether_tracked_files_differ_from_it(study, tmp_path, monkeypatch):
+    import platform
+    import subprocess
+
+    def git(*a):
+        return subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *a], cwd=tmp_path, check=True,
+                              capture_output=True, text=True).stdout.strip()
+
+    fresh = study.provenance.__wrapped__  # uncached: the tree changes within this test
+    assert fresh(tmp_path)["code"] == "unknown"  # not a git checkout
+    git("init", "-q")
+    (tmp_path / "a.py").write_text("x = 1\n")
+    git("add", "a.py")
+    git("commit", "-qm", "a")
+    assert fresh(tmp_path)["code"] == git("rev-parse", "HEAD")[:12]
+    (tmp_path / "new.py").write_text("")  # untracked files are not the code that ran
+    assert fresh(tmp_path)["code"] == git("rev-parse", "HEAD")[:12]
+    (tmp_path / "a.py").write_text("x = 2\n")
+    assert fresh(tmp_path)["code"] == git("rev-parse", "HEAD")[:12] + "+dirty"
+    monkeypatch.setattr(study, "VERSIONED", ("torch", "no-such-distribution"))
+    versions = fresh(tmp_path)["versions"]
+    assert set(versions) == {"python", "torch"} and versions["python"] == platform.python_version()
+    import torch
+
+    assert torch.__version__.startswith(versions["torch"])
