@@ -584,7 +584,7 @@ def report(args: argparse.Namespace) -> None:
         if exp == "peers-ablation":
             lines += _aim_lines(rows, own, task)
         if exp == "peers":
-            lines += _peers_extra(runs, task)
+            lines += _peers_extra(runs, task) + _slip_lines(runs, task)
             name = f"peers_{dataset}_{steps}steps.png"
             _peers_plot(runs, task, out / name)
             lines += ["", f"![peers]({name})"]
@@ -634,6 +634,35 @@ def _peers_extra(runs: list[dict], task: str) -> list[str]:
                 if len(b) >= 2:
                     lines.append("| " + " | ".join([other, str(len(b)), *_difference(a, b)]) + " |")
     return lines
+
+
+def _slip_lines(runs: list[dict], task: str) -> list[str]:
+    """SLIP's published ordering (SLIP above CLIP and above SimCLR) tested on a peers group: ``slip`` against ``clip``
+    and against ``simclr`` on the linear and 10-shot probes, with clean captions and at 50 % swapped (where SimCLR,
+    which reads no caption, is its clean row). "above" / "below" when the difference exceeds twice the larger
+    standard deviation, else "level"."""
+    out = []
+    for sfx in ("", " p=0.5"):
+        for other in ("clip" + sfx, "simclr"):
+            a = {probe: _vals(runs, "slip" + sfx, task, probe) for probe in ("linear", "linear_10shot")}
+            b = {probe: _vals(runs, other, task, probe) for probe in a}
+            if min(len(a["linear"]), len(b["linear"])) < 2:
+                continue
+            cells = ["slip" + sfx, other, f"{len(a['linear'])} / {len(b['linear'])}"]
+            for probe in a:
+                if min(len(a[probe]), len(b[probe])) < 2:
+                    cells += ["-", "-"]
+                    continue
+                diff, above = _difference(a[probe], b[probe])
+                below = _difference(b[probe], a[probe])[1]
+                cells += [diff, "above" if above == "yes" else "below" if below == "yes" else "level"]
+            out.append("| " + " | ".join(cells) + " |")
+    if not out:
+        return []
+    return ["", "SLIP's published ordering (SLIP above CLIP and above SimCLR) on these runs (points; 'above' / "
+            "'below': the difference exceeds twice the larger standard deviation, else 'level'):", "",
+            "| SLIP row | other row | n (slip / other) | linear | order | 10-shot | order |",
+            "|---|---|---|---|---|---|---|", *out]
 
 
 # the tvdim configuration chosen on RSICD val (``transfer --target rsicd-val``), clean and at 50 % swapped captions

@@ -303,6 +303,27 @@ def test_the_aim_table_sets_the_val_chosen_tvdim_rows_against_every_peer_row(stu
     assert aim[3][2:] == ["2 / 3", "+2.5", "no", "+2.5", "yes"]  # linear: 2.5 < 2 x 1.4 sd (the noisier seeds)
 
 
+def test_the_slip_table_tests_slips_published_ordering_both_ways(study, tmp_path):
+    def rec(label, seed, linear, shot):
+        r = record("peers", label, label.split(" ")[0], seed, linear + 0.005 * seed)
+        r["eval"]["tasks"]["label"]["linear_10shot"] = shot + 0.005 * seed
+        return r
+
+    rows = [rec(lab, s, acc, shot) for s in (0, 1, 2)
+            for lab, acc, shot in (("slip", 0.40, 0.30), ("clip", 0.35, 0.30), ("simclr", 0.45, 0.20),
+                                   ("slip p=0.5", 0.33, 0.25), ("clip p=0.5", 0.30, 0.30), ("simclr p=0.5", 0.9, 0.9))]
+    rows += [rec("tvdim", 0, 0.5, 0.5)]
+    study.report(argparse.Namespace(results=[str(write(tmp_path, rows))], out=str(tmp_path / "rep")))
+    text = (tmp_path / "rep" / "study.md").read_text()
+    table = text.split("| SLIP row | other row")[1].split("\n\n")[0]
+    got = [line.strip("| ").split(" | ") for line in table.splitlines()[2:]]
+    assert got == [["slip", "clip", "3 / 3", "+5.0", "above", "+0.0", "level"],
+                   ["slip", "simclr", "3 / 3", "-5.0", "below", "+10.0", "above"],
+                   ["slip p=0.5", "clip p=0.5", "3 / 3", "+3.0", "above", "-5.0", "below"],
+                   # SimCLR reads no caption: at 50 % swapped SLIP is set against its clean row
+                   ["slip p=0.5", "simclr", "3 / 3", "-12.0", "below", "+5.0", "above"]]
+
+
 def test_a_cut_off_study_run_continues_where_it_stopped(study, tmp_path, capsys):
     from tvdim.config import load_config
 
