@@ -606,6 +606,30 @@ def _difference(a: list[float], b: list[float]) -> list[str]:
     return [f"{d:+.1f}", "yes" if d > 2 * 100 * max(statistics.stdev(a), statistics.stdev(b)) else "no"]
 
 
+PROBES = ("linear", "linear_10shot")  # the two probes the issue-21 comparisons are judged on
+
+
+def _by_probe(runs: list[dict], label: str, task: str) -> dict[str, list[float]]:
+    """One row's per-seed accuracies on each of :data:`PROBES`."""
+    return {probe: _vals(runs, label, task, probe) for probe in PROBES}
+
+
+def _probe_cells(a: dict[str, list[float]], b: dict[str, list[float]], order: bool = False) -> list[str]:
+    """Two table cells per probe for row ``a`` against row ``b``: the difference (:func:`_difference`) and "yes" / "no"
+    (``a`` above beyond 2 sd) or, with ``order``, "above" / "below" / "level"; "-" where a side has under 2 seeds."""
+    cells: list[str] = []
+    for probe in PROBES:
+        if min(len(a[probe]), len(b[probe])) < 2:
+            cells += ["-", "-"]
+            continue
+        diff, above = _difference(a[probe], b[probe])
+        if order:
+            below = _difference(b[probe], a[probe])[1]
+            above = "above" if above == "yes" else "below" if below == "yes" else "level"
+        cells += [diff, above]
+    return cells
+
+
 def _peers_extra(runs: list[dict], task: str) -> list[str]:
     """The peers experiment's extra tables: logistic / zero-shot / t2i R@10 per row, and each tvdim row against
     every other row on the linear and 10-shot probes (difference of means, and whether it exceeds twice the
@@ -620,7 +644,7 @@ def _peers_extra(runs: list[dict], task: str) -> list[str]:
                      f"{_ms([x['t2i_R@10'] for x in ret if 't2i_R@10' in x])} | "
                      f"{_ms([x['i2t_chance_R@10'] for x in ret if 'i2t_chance_R@10' in x])} |")
     mine_rows = [m + sfx for sfx in ("", " p=0.5") for m in TVDIM_ROWS if m + sfx in labels]
-    for probe in ("linear", "linear_10shot"):
+    for probe in PROBES:
         for mine in mine_rows:
             noisy = " p=" in mine
             a = _vals(runs, mine, task, probe)
@@ -643,19 +667,12 @@ def _slip_lines(runs: list[dict], task: str) -> list[str]:
     standard deviation, else "level"."""
     out = []
     for sfx in ("", " p=0.5"):
+        a = _by_probe(runs, "slip" + sfx, task)
         for other in ("clip" + sfx, "simclr"):
-            a = {probe: _vals(runs, "slip" + sfx, task, probe) for probe in ("linear", "linear_10shot")}
-            b = {probe: _vals(runs, other, task, probe) for probe in a}
+            b = _by_probe(runs, other, task)
             if min(len(a["linear"]), len(b["linear"])) < 2:
                 continue
-            cells = ["slip" + sfx, other, f"{len(a['linear'])} / {len(b['linear'])}"]
-            for probe in a:
-                if min(len(a[probe]), len(b[probe])) < 2:
-                    cells += ["-", "-"]
-                    continue
-                diff, above = _difference(a[probe], b[probe])
-                below = _difference(b[probe], a[probe])[1]
-                cells += [diff, "above" if above == "yes" else "below" if below == "yes" else "level"]
+            cells = ["slip" + sfx, other, f"{len(a['linear'])} / {len(b['linear'])}", *_probe_cells(a, b, order=True)]
             out.append("| " + " | ".join(cells) + " |")
     if not out:
         return []
@@ -680,16 +697,14 @@ def _aim_lines(rows: list[dict], own: list[dict], task: str) -> list[str]:
              and json.dumps(r["settings"], sort_keys=True) in settings]
     out = []
     for suffix, mine in CHOSEN.items():
-        a = {probe: _vals(own, mine, task, probe) for probe in ("linear", "linear_10shot")}
+        a = _by_probe(own, mine, task)
         if len(a["linear"]) < 2:
             continue
         for other in (p + suffix if p in PEER_TEXT_ROWS else p for p in PEER_LABELS):
-            b = {probe: _vals(peers, other, task, probe) for probe in a}
+            b = _by_probe(peers, other, task)
             if len(b["linear"]) < 2:
                 continue
-            cells = [mine, other, f"{len(a['linear'])} / {len(b['linear'])}"]
-            for probe in a:
-                cells += _difference(a[probe], b[probe]) if min(len(a[probe]), len(b[probe])) >= 2 else ["-", "-"]
+            cells = [mine, other, f"{len(a['linear'])} / {len(b['linear'])}", *_probe_cells(a, b)]
             out.append("| " + " | ".join(cells) + " |")
     if not out:
         return []
@@ -709,7 +724,7 @@ def _peers_plot(runs: list[dict], task: str, path: Path) -> None:
 
     labels = [lab for lab in dict.fromkeys(r["label"] for r in runs) if " p=" not in lab]
     fig, axes = plt.subplots(1, 2, figsize=(12, 3.8), sharey=False)
-    for ax, probe in zip(axes, ("linear", "linear_10shot")):
+    for ax, probe in zip(axes, PROBES):
         for j, (suffix, name) in enumerate((("", "clean"), (" p=0.5", "50 % swapped"))):
             ys = [_vals(runs, lab + suffix, task, probe) for lab in labels]
             xs = [i + (j - 0.5) * 0.38 for i, y in enumerate(ys) if y]

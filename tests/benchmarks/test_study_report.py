@@ -324,6 +324,21 @@ def test_the_slip_table_tests_slips_published_ordering_both_ways(study, tmp_path
                    ["slip p=0.5", "simclr", "3 / 3", "-12.0", "below", "+5.0", "above"]]
 
 
+def test_a_probe_with_under_two_seeds_is_not_compared(study, tmp_path):
+    rows = []
+    for s in (0, 1, 2):
+        for label, acc in (("slip", 0.40), ("clip", 0.35)):
+            r = record("peers", label, label, s, acc + 0.005 * s)
+            if label == "slip" or s == 0:  # clip has a 10-shot score for seed 0 only (an older run, say)
+                r["eval"]["tasks"]["label"]["linear_10shot"] = acc
+            rows.append(r)
+    study.report(argparse.Namespace(results=[str(write(tmp_path, rows))], out=str(tmp_path / "rep")))
+    text = (tmp_path / "rep" / "study.md").read_text()
+    table = text.split("| SLIP row | other row")[1].split("\n\n")[0]
+    assert [line.strip("| ").split(" | ") for line in table.splitlines()[2:]] == [
+        ["slip", "clip", "3 / 3", "+5.0", "above", "-", "-"]]  # no std from one seed: no verdict
+
+
 def test_a_cut_off_study_run_continues_where_it_stopped(study, tmp_path, capsys):
     from tvdim.config import load_config
 
