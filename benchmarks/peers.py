@@ -54,6 +54,7 @@ PEERS = (*LIGHTLY, OPEN_CLIP)
 LR = 0.06  # lightly's examples: torch.optim.SGD(model.parameters(), lr=0.06)
 LARS_LR, LARS_WARMUP, LARS_END = 0.2, 0.1, 0.01  # lightly's VICReg benchmark: 0.2 x B / 256, 10 % warm-up, to 1 %
 OPTIMIZERS = ("lightly", "lars", "tvdim")
+VIEWS = ("lightly", "tvdim")  # the peer's own view transform, or tvdim's AMDIM views (an ablation)
 
 
 class PeerModel(torch.nn.Module):
@@ -102,8 +103,16 @@ class PeerModel(torch.nn.Module):
         return self.criterion(z0, z1)
 
 
-def view_transform(peer: str, size: int) -> Any:
-    """lightly's transform of the peer at our image size (two views per image)."""
+def view_transform(peer: str, size: int, views: str = "lightly") -> Any:
+    """lightly's transform of the peer at our image size (two views per image), or with ``views="tvdim"`` tvdim's
+    own two AMDIM views (:class:`tvdim.data.transforms.TwoViews`: shared flip, random resized crop of 30-100 %,
+    colour jitter, grayscale), which every tvdim row trains on."""
+    if views == "tvdim":
+        from tvdim.data.transforms import TwoViews
+
+        return TwoViews(size)
+    if views != "lightly":
+        raise SystemExit(f"peers: unknown views {views!r}; choose from {', '.join(VIEWS)}")
     from lightly.transforms import BYOLTransform, SimCLRTransform, VICRegTransform
     from lightly.transforms.byol_transform import BYOLView1Transform, BYOLView2Transform
 
@@ -166,13 +175,15 @@ def _peer_state(path: Path, signature: dict[str, Any]) -> dict[str, Any] | None:
 
 def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: str, size: int, batch: int,
                steps: int, seed: int, out: Path, log_every: int = 50, device: str = "cpu",
-               temperature: float | None = None, optimizer: str = "lightly", ckpt_every: int = 400) -> Path:
+               temperature: float | None = None, optimizer: str = "lightly", ckpt_every: int = 400,
+               views: str = "lightly") -> Path:
     """Train ``peer`` on ``device`` and write ``out/checkpoints/last.pt`` (a tvdim checkpoint holding the peer's
     backbone).
 
-    The defaults are lightly's example. Two departures exist only to explain a gap to tvdim's own recipe (issue 21,
-    item 4): ``temperature`` (lightly-simclr's NT-Xent temperature; the example's is 0.5) and ``optimizer="tvdim"``
-    (tvdim's Adam, lr schedule and warm-up from the config's ``optim`` section instead of SGD lr 0.06).
+    The defaults are lightly's example. Three departures exist only to explain a gap to tvdim's own recipe (issue 21,
+    item 4): ``temperature`` (lightly-simclr's NT-Xent temperature; the example's is 0.5), ``optimizer="tvdim"``
+    (tvdim's Adam, lr schedule and warm-up from the config's ``optim`` section instead of SGD lr 0.06) and
+    ``views="tvdim"`` (tvdim's AMDIM views instead of lightly's transform, see :func:`view_transform`).
     ``optimizer="lars"`` is lightly's benchmark recipe, for a peer whose example settings diverge (VICReg).
 
     Every ``ckpt_every`` steps the whole training state (model, optimiser, schedule, data position, random states)
@@ -192,9 +203,11 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
     body = timm.create_model(backbone, pretrained=False, num_classes=0, **timm_kwargs(backbone, size))
     model = PeerModel(peer, body, body.num_features, temperature).train().to(device)
     opt, sched = peer_optimizer(optimizer, model, cfg.optim, steps, batch)
-    tf = view_transform(peer, size)
+    tf = view_transform(peer, size, views)
     signature = {"peer": peer, "overrides": overrides, "backbone": backbone, "size": size, "batch": batch,
                  "steps": steps, "seed": seed, "temperature": temperature, "optimizer": optimizer}
+    if views != "lightly":  # older cut-off runs (lightly's views) keep their signature
+        signature["views"] = views
     state_path = out / "checkpoints" / "peer_state.pt"
     state = _peer_state(state_path, signature)
     first, position, metrics = 1, 0, out / "metrics.jsonl"
@@ -212,8 +225,8 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
     out.mkdir(parents=True, exist_ok=True)
     t0, log = time.perf_counter(), metrics.open("a" if state is not None else "w")
     for step in range(first, steps + 1):
-        views = [tf(next(images)) for _ in range(batch)]
-        x0, x1 = torch.stack([v[0] for v in views]).to(device), torch.stack([v[1] for v in views]).to(device)
+        pairs = [tf(next(images)) for _ in range(batch)]
+        x0, x1 = torch.stack([v[0] for v in pairs]).to(device), torch.stack([v[1] for v in pairs]).to(device)
         loss = model.loss(x0, x1, (step - 1) / max(steps, 1))
         opt.zero_grad(set_to_none=True)
         loss.backward()
@@ -233,7 +246,7 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
     log.close()
     body_state = {k: v.cpu() for k, v in body.state_dict().items()}
     base_lr = {"lightly": LR, "lars": LARS_LR * batch / 256}.get(optimizer, cfg.optim.lr)
-    recipe = {"optimizer": optimizer, "lr": base_lr, "temperature": temperature}
+    recipe = {"optimizer": optimizer, "lr": base_lr, "temperature": temperature, "views": views}
     return save_as_tvdim(cfg, body_state, steps, {"name": peer, "library": "lightly", **recipe}, out)
 
 
@@ -434,6 +447,8 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--optimizer", choices=OPTIMIZERS, default="lightly",
                     help="lightly peers: the example's SGD lr 0.06 (default), lightly's LARS benchmark recipe (for "
                          "VICReg, whose example diverges) or tvdim's Adam recipe (an ablation)")
+    ap.add_argument("--views", choices=VIEWS, default="lightly",
+                    help="lightly peers: the example's view transform (default) or tvdim's AMDIM views (an ablation)")
     ap.add_argument("overrides", nargs="*", help="section.key=value (data.* of the tvdim config)")
     args = ap.parse_args(argv)
     lib = "open_clip_train" if args.peer == OPEN_CLIP else "lightly"
@@ -448,7 +463,8 @@ def main(argv: list[str] | None = None) -> None:
                                args.steps, args.seed, Path(args.out), args.warmup)
     else:
         path = train_peer(args.peer, args.config, args.overrides, args.backbone, args.size, args.batch, args.steps,
-                          args.seed, Path(args.out), temperature=args.temperature, optimizer=args.optimizer)
+                          args.seed, Path(args.out), temperature=args.temperature, optimizer=args.optimizer,
+                          views=args.views)
     print(f"wrote {path} (evaluate with: tvdim evaluate {path})")
 
 

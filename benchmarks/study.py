@@ -58,6 +58,10 @@ ABLATION_ROWS = (("simclr t=0.5", "simclr", ["loss.simclr_temperature=0.5"]),
                  ("lightly-simclr tvdim-optim", "peer:lightly-simclr", ["peer.optimizer=tvdim"]),
                  ("lightly-simclr t=0.1 tvdim-optim", "peer:lightly-simclr", ["peer.temperature=0.1",
                                                                              "peer.optimizer=tvdim"]),
+                 ("lightly-simclr tvdim-views", "peer:lightly-simclr", ["peer.views=tvdim"]),
+                 # tvdim's whole simclr recipe (temperature, optimiser, views) in lightly's code: should match simclr
+                 ("lightly-simclr tvdim-recipe", "peer:lightly-simclr", ["peer.temperature=0.1", "peer.optimizer=tvdim",
+                                                                        "peer.views=tvdim"]),
                  # open_clip's CLIP against ours: its learning rate (AdamW 5e-4; ours Adam 2e-4)
                  ("clip lr=5e-4", "clip", ["optim.lr=5e-4"]),
                  ("tvdim lr=5e-4", "tvdim", ["optim.lr=5e-4"]),
@@ -255,7 +259,8 @@ def _peers() -> Any:
 def _train_peer(peer: str, overrides: list[str], cfg: Any, data: Path, out: Path, noise: list[float],
                 args: argparse.Namespace, peer_kw: dict[str, Any] | None = None) -> Path:
     """Train one peer with the run's data, backbone, size, batch, steps and seed; its tvdim checkpoint path.
-    ``peer_kw``: a lightly peer's departures from its example (``temperature``, ``optimizer``; the ablation rows).
+    ``peer_kw``: a lightly peer's departures from its example (``temperature``, ``optimizer``, ``views``; the
+    ablation rows).
     A peer cut off part-way continues from its last checkpoint (every ``train.ckpt_every`` steps; open_clip's through
     its own ``--resume latest``, see :func:`peers.train_open_clip`)."""
     peers = _peers()
@@ -273,7 +278,7 @@ def _train_peer(peer: str, overrides: list[str], cfg: Any, data: Path, out: Path
                                  workers=args.workers, device=device, ckpt_every=cfg.train.ckpt_every)
 
 
-PEER_OPTIONS = {"temperature": float, "optimizer": str}  # a lightly peer's departures (benchmarks/peers.py)
+PEER_OPTIONS = {"temperature": float, "optimizer": str, "views": str}  # a lightly peer's departures (benchmarks/peers.py)
 
 
 def peer_kwargs(overrides: list[str]) -> dict[str, Any]:

@@ -285,13 +285,38 @@ def test_lightly_simclr_temperature_reaches_its_loss():
     assert model.criterion(z0, z1) != pytest.approx(NTXentLoss()(z0, z1).item())
 
 
+def test_tvdim_views_are_the_views_every_tvdim_row_trains_on():
+    import random
+
+    from PIL import Image
+
+    from tvdim.data.transforms import TwoViews
+
+    image = Image.effect_noise((80, 70), 60).convert("RGB")
+
+    def draw(tf):
+        random.seed(3)
+        torch.manual_seed(3)
+        return tf(image)
+
+    ours = draw(TwoViews(64))
+    theirs = draw(peers.view_transform("lightly-simclr", 64, "tvdim"))
+    assert all(torch.equal(a, b) for a, b in zip(ours, theirs))  # tvdim's views, draw for draw
+    lightly_views = draw(peers.view_transform("lightly-simclr", 64))
+    assert lightly_views[0].shape == ours[0].shape == (3, 64, 64)
+    assert not torch.equal(lightly_views[0], ours[0])  # the default stays lightly's own transform
+    with pytest.raises(SystemExit, match="views"):
+        peers.view_transform("lightly-simclr", 64, "solo")
+
+
 def test_the_ablation_options_go_from_the_command_line_into_the_run(tmp_path):
     from tvdim.train.schedule import lr_factor
 
     out = tmp_path / "p"
     peers.main(["--peer", "lightly-simclr", "--backbone", "resnet10t", "--size", "32", "--batch", "4", "--steps", "2",
-                "--out", str(out), "--temperature", "0.1", "--optimizer", "tvdim", *DATA])
+                "--out", str(out), "--temperature", "0.1", "--optimizer", "tvdim", "--views", "tvdim", *DATA])
     peer = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)["peer"]
     assert peer["optimizer"] == "tvdim" and peer["temperature"] == 0.1 and peer["lr"] == 2e-4
+    assert peer["views"] == "tvdim"
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 2 and last["lr"] == pytest.approx(2e-4 * lr_factor(1, 2, 500, 0.8, 0.2))  # stepped

@@ -246,11 +246,15 @@ def test_ablation_rows_hand_their_peer_options_to_the_peer_only(study, tmp_path,
     monkeypatch.setattr(study, "_peers", lambda: FakePeers)
     labels = [label for label, _, _ in study.plan("peers-ablation")]
     assert labels == ["simclr t=0.5", "lightly-simclr t=0.1", "lightly-simclr tvdim-optim",
-                      "lightly-simclr t=0.1 tvdim-optim", "clip lr=5e-4", "tvdim lr=5e-4", "tvdim lr=5e-4 p=0.5"]
-    study.run(_run_args(tmp_path, experiment="peers-ablation", only=",".join(labels[1:4])))
+                      "lightly-simclr t=0.1 tvdim-optim", "lightly-simclr tvdim-views", "lightly-simclr tvdim-recipe",
+                      "clip lr=5e-4", "tvdim lr=5e-4", "tvdim lr=5e-4 p=0.5"]
+    study.run(_run_args(tmp_path, experiment="peers-ablation", only=",".join(labels[1:6])))
     assert [(p, kw) for p, kw, _ in seen] == [("lightly-simclr", {"temperature": 0.1}),
                                              ("lightly-simclr", {"optimizer": "tvdim"}),
-                                             ("lightly-simclr", {"temperature": 0.1, "optimizer": "tvdim"})]
+                                             ("lightly-simclr", {"temperature": 0.1, "optimizer": "tvdim"}),
+                                             ("lightly-simclr", {"views": "tvdim"}),
+                                             ("lightly-simclr", {"temperature": 0.1, "optimizer": "tvdim",
+                                                                 "views": "tvdim"})]
     assert not any(o.startswith("peer.") for _, _, overrides in seen for o in overrides)  # never a tvdim key
     lines = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert lines[2]["overrides"] == ["peer.temperature=0.1", "peer.optimizer=tvdim"]  # what made the row
