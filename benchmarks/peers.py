@@ -55,12 +55,22 @@ LR = 0.06  # lightly's examples: torch.optim.SGD(model.parameters(), lr=0.06)
 LARS_LR, LARS_WARMUP, LARS_END = 0.2, 0.1, 0.01  # lightly's VICReg benchmark: 0.2 x B / 256, 10 % warm-up, to 1 %
 OPTIMIZERS = ("lightly", "lars", "tvdim")
 VIEWS = ("lightly", "tvdim")  # the peer's own view transform, or tvdim's AMDIM views (an ablation)
+HEADS = ("lightly", "tvdim")  # lightly-simclr: lightly's SimCLRProjectionHead, or tvdim's projection head
+FORWARDS = ("per-view", "joint")  # each view through the backbone as its own batch (lightly), or both as one (tvdim)
+DEFAULTS = {"views": "lightly", "head": "lightly", "forward": "per-view"}  # lightly's examples
 
 
 class PeerModel(torch.nn.Module):
-    """Backbone + lightly's heads for one peer; ``loss(views)`` is the peer's objective on a list of view batches."""
+    """Backbone + lightly's heads for one peer; ``loss(x0, x1, progress)`` is the peer's objective on two view batches.
 
-    def __init__(self, peer: str, backbone: torch.nn.Module, dim: int, temperature: float | None = None) -> None:
+    Two departures for lightly-simclr exist only to explain its gap to tvdim's simclr (issue 21, item 4):
+    ``head="tvdim"`` puts tvdim's projection head (Linear with bias -> BN -> ReLU -> Linear) in place of lightly's
+    ``SimCLRProjectionHead`` (no biases, and a BatchNorm on the output), and ``forward="joint"`` passes both views
+    through the backbone as one batch of 2B, as tvdim does, so that BatchNorm's batch statistics span both views
+    (lightly's examples pass each view as its own batch)."""
+
+    def __init__(self, peer: str, backbone: torch.nn.Module, dim: int, temperature: float | None = None,
+                 head: str = "lightly", forward: str = "per-view") -> None:
         super().__init__()
         from lightly.loss import NegativeCosineSimilarity, NTXentLoss, VICRegLoss
         from lightly.models.modules.heads import (BYOLPredictionHead, BYOLProjectionHead, SimCLRProjectionHead,
@@ -68,7 +78,18 @@ class PeerModel(torch.nn.Module):
         from lightly.models.utils import deactivate_requires_grad
 
         self.peer, self.backbone = peer, backbone
-        if peer == "lightly-simclr":
+        if head not in HEADS or (head != "lightly" and peer != "lightly-simclr"):
+            raise ValueError(f"head {head!r} is not one for {peer}; lightly-simclr takes {', '.join(HEADS)}")
+        if forward not in FORWARDS or (forward != "per-view" and peer == "lightly-byol"):
+            raise ValueError(f"forward {forward!r} is not one for {peer}; choose from {', '.join(FORWARDS)} "
+                             "(BYOL: per-view)")
+        self.joint = forward == "joint"
+        if peer == "lightly-simclr" and head == "tvdim":
+            from tvdim.methods.contrastive import projection_head
+
+            self.head = projection_head(dim, dim, 128)
+            self.criterion = NTXentLoss() if temperature is None else NTXentLoss(temperature=temperature)
+        elif peer == "lightly-simclr":
             self.head = SimCLRProjectionHead(dim, dim, 128)
             self.criterion = NTXentLoss() if temperature is None else NTXentLoss(temperature=temperature)
         elif peer == "lightly-byol":
@@ -99,8 +120,11 @@ class PeerModel(torch.nn.Module):
                 z0 = self.head_momentum(self.backbone_momentum(x0))
                 z1 = self.head_momentum(self.backbone_momentum(x1))
             return 0.5 * (self.criterion(p0, z1) + self.criterion(p1, z0))
-        z0, z1 = self.head(self.backbone(x0)), self.head(self.backbone(x1))
-        return self.criterion(z0, z1)
+        if self.joint:  # one batch of 2B through the backbone; the head still sees each view as its own batch
+            f0, f1 = self.backbone(torch.cat([x0, x1])).split(x0.shape[0])
+        else:
+            f0, f1 = self.backbone(x0), self.backbone(x1)
+        return self.criterion(self.head(f0), self.head(f1))
 
 
 def view_transform(peer: str, size: int, views: str = "lightly") -> Any:
@@ -176,14 +200,15 @@ def _peer_state(path: Path, signature: dict[str, Any]) -> dict[str, Any] | None:
 def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: str, size: int, batch: int,
                steps: int, seed: int, out: Path, log_every: int = 50, device: str = "cpu",
                temperature: float | None = None, optimizer: str = "lightly", ckpt_every: int = 400,
-               views: str = "lightly") -> Path:
+               views: str = "lightly", head: str = "lightly", forward: str = "per-view") -> Path:
     """Train ``peer`` on ``device`` and write ``out/checkpoints/last.pt`` (a tvdim checkpoint holding the peer's
     backbone).
 
-    The defaults are lightly's example. Three departures exist only to explain a gap to tvdim's own recipe (issue 21,
+    The defaults are lightly's example. Five departures exist only to explain a gap to tvdim's own recipe (issue 21,
     item 4): ``temperature`` (lightly-simclr's NT-Xent temperature; the example's is 0.5), ``optimizer="tvdim"``
     (tvdim's Adam, lr schedule and warm-up from the config's ``optim`` section instead of SGD lr 0.06) and
-    ``views="tvdim"`` (tvdim's AMDIM views instead of lightly's transform, see :func:`view_transform`).
+    ``views="tvdim"`` (tvdim's AMDIM views instead of lightly's transform, see :func:`view_transform`), ``head`` and
+    ``forward`` (tvdim's projection head; both views as one backbone batch; see :class:`PeerModel`).
     ``optimizer="lars"`` is lightly's benchmark recipe, for a peer whose example settings diverge (VICReg).
 
     Every ``ckpt_every`` steps the whole training state (model, optimiser, schedule, data position, random states)
@@ -201,13 +226,16 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
     random.seed(seed)
     np.random.seed(seed)  # lightly's blur and solarisation draw from numpy's global generator
     body = timm.create_model(backbone, pretrained=False, num_classes=0, **timm_kwargs(backbone, size))
-    model = PeerModel(peer, body, body.num_features, temperature).train().to(device)
+    try:
+        model = PeerModel(peer, body, body.num_features, temperature, head, forward).train().to(device)
+    except ValueError as exc:
+        raise SystemExit(f"peers: {exc}") from None
     opt, sched = peer_optimizer(optimizer, model, cfg.optim, steps, batch)
     tf = view_transform(peer, size, views)
     signature = {"peer": peer, "overrides": overrides, "backbone": backbone, "size": size, "batch": batch,
                  "steps": steps, "seed": seed, "temperature": temperature, "optimizer": optimizer}
-    if views != "lightly":  # older cut-off runs (lightly's views) keep their signature
-        signature["views"] = views
+    departures = {"views": views, "head": head, "forward": forward}
+    signature |= {k: v for k, v in departures.items() if v != DEFAULTS[k]}  # older cut-off runs keep theirs
     state_path = out / "checkpoints" / "peer_state.pt"
     state = _peer_state(state_path, signature)
     first, position, metrics = 1, 0, out / "metrics.jsonl"
@@ -246,7 +274,7 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
     log.close()
     body_state = {k: v.cpu() for k, v in body.state_dict().items()}
     base_lr = {"lightly": LR, "lars": LARS_LR * batch / 256}.get(optimizer, cfg.optim.lr)
-    recipe = {"optimizer": optimizer, "lr": base_lr, "temperature": temperature, "views": views}
+    recipe = {"optimizer": optimizer, "lr": base_lr, "temperature": temperature, **departures}
     return save_as_tvdim(cfg, body_state, steps, {"name": peer, "library": "lightly", **recipe}, out)
 
 
@@ -449,6 +477,11 @@ def main(argv: list[str] | None = None) -> None:
                          "VICReg, whose example diverges) or tvdim's Adam recipe (an ablation)")
     ap.add_argument("--views", choices=VIEWS, default="lightly",
                     help="lightly peers: the example's view transform (default) or tvdim's AMDIM views (an ablation)")
+    ap.add_argument("--head", choices=HEADS, default="lightly",
+                    help="lightly-simclr: lightly's SimCLRProjectionHead (default) or tvdim's head (an ablation)")
+    ap.add_argument("--forward", choices=FORWARDS, default="per-view",
+                    help="lightly peers: each view through the backbone as its own batch (default, lightly's "
+                         "examples) or both views as one batch as tvdim does (an ablation)")
     ap.add_argument("overrides", nargs="*", help="section.key=value (data.* of the tvdim config)")
     args = ap.parse_args(argv)
     lib = "open_clip_train" if args.peer == OPEN_CLIP else "lightly"
@@ -464,7 +497,7 @@ def main(argv: list[str] | None = None) -> None:
     else:
         path = train_peer(args.peer, args.config, args.overrides, args.backbone, args.size, args.batch, args.steps,
                           args.seed, Path(args.out), temperature=args.temperature, optimizer=args.optimizer,
-                          views=args.views)
+                          views=args.views, head=args.head, forward=args.forward)
     print(f"wrote {path} (evaluate with: tvdim evaluate {path})")
 
 

@@ -53,6 +53,7 @@ PEER_ROWS = (("random", "random", []), ("amdim", "amdim", []), ("simclr", "simcl
 # issue 21, item 4: why tvdim's simclr and lightly's SimCLR (and our clip and open_clip's) differ, one recipe factor
 # moved at a time ("peer.*" overrides are the peer's, see benchmarks/peers.py); the unchanged recipes are the peers
 # experiment's rows (REFERENCE)
+TVDIM_SIMCLR_RECIPE = ("peer.temperature=0.1", "peer.optimizer=tvdim", "peer.views=tvdim")
 ABLATION_ROWS = (("simclr t=0.5", "simclr", ["loss.simclr_temperature=0.5"]),
                  ("lightly-simclr t=0.1", "peer:lightly-simclr", ["peer.temperature=0.1"]),
                  ("lightly-simclr tvdim-optim", "peer:lightly-simclr", ["peer.optimizer=tvdim"]),
@@ -60,8 +61,14 @@ ABLATION_ROWS = (("simclr t=0.5", "simclr", ["loss.simclr_temperature=0.5"]),
                                                                              "peer.optimizer=tvdim"]),
                  ("lightly-simclr tvdim-views", "peer:lightly-simclr", ["peer.views=tvdim"]),
                  # tvdim's whole simclr recipe (temperature, optimiser, views) in lightly's code: should match simclr
-                 ("lightly-simclr tvdim-recipe", "peer:lightly-simclr", ["peer.temperature=0.1", "peer.optimizer=tvdim",
-                                                                        "peer.views=tvdim"]),
+                 ("lightly-simclr tvdim-recipe", "peer:lightly-simclr", list(TVDIM_SIMCLR_RECIPE)),
+                 # and then what is left of the model: tvdim's projection head, both views as one backbone batch
+                 ("lightly-simclr tvdim-recipe tvdim-head", "peer:lightly-simclr", [*TVDIM_SIMCLR_RECIPE,
+                                                                                   "peer.head=tvdim"]),
+                 ("lightly-simclr tvdim-recipe joint", "peer:lightly-simclr", [*TVDIM_SIMCLR_RECIPE,
+                                                                              "peer.forward=joint"]),
+                 ("lightly-simclr tvdim-all", "peer:lightly-simclr", [*TVDIM_SIMCLR_RECIPE, "peer.head=tvdim",
+                                                                     "peer.forward=joint"]),
                  # open_clip's CLIP against ours: its learning rate (AdamW 5e-4; ours Adam 2e-4)
                  ("clip lr=5e-4", "clip", ["optim.lr=5e-4"]),
                  ("tvdim lr=5e-4", "tvdim", ["optim.lr=5e-4"]),
@@ -259,8 +266,8 @@ def _peers() -> Any:
 def _train_peer(peer: str, overrides: list[str], cfg: Any, data: Path, out: Path, noise: list[float],
                 args: argparse.Namespace, peer_kw: dict[str, Any] | None = None) -> Path:
     """Train one peer with the run's data, backbone, size, batch, steps and seed; its tvdim checkpoint path.
-    ``peer_kw``: a lightly peer's departures from its example (``temperature``, ``optimizer``, ``views``; the
-    ablation rows).
+    ``peer_kw``: a lightly peer's departures from its example (``temperature``, ``optimizer``, ``views``,
+    ``head``, ``forward``; the ablation rows).
     A peer cut off part-way continues from its last checkpoint (every ``train.ckpt_every`` steps; open_clip's through
     its own ``--resume latest``, see :func:`peers.train_open_clip`)."""
     peers = _peers()
@@ -278,7 +285,7 @@ def _train_peer(peer: str, overrides: list[str], cfg: Any, data: Path, out: Path
                                  workers=args.workers, device=device, ckpt_every=cfg.train.ckpt_every)
 
 
-PEER_OPTIONS = {"temperature": float, "optimizer": str, "views": str}  # a lightly peer's departures (benchmarks/peers.py)
+PEER_OPTIONS = {"temperature": float, "optimizer": str, "views": str, "head": str, "forward": str}  # a lightly peer's departures (benchmarks/peers.py)
 
 
 def peer_kwargs(overrides: list[str]) -> dict[str, Any]:
@@ -866,6 +873,8 @@ def main() -> None:
     args = p.parse_args()
     if getattr(args, "dataset", None) and not args.task:
         args.task = "label" if args.dataset == "rsicd" else "colour"
+    if args.cmd != "report":  # the commit the process starts from, not the one at its end (a run takes minutes)
+        provenance()
     args.func(args)
 
 

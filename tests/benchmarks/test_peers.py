@@ -309,14 +309,53 @@ def test_tvdim_views_are_the_views_every_tvdim_row_trains_on():
         peers.view_transform("lightly-simclr", 64, "solo")
 
 
+def test_tvdim_head_is_tvdims_projection_head_and_lightlys_keeps_its_output_batchnorm():
+    from tvdim.methods.contrastive import projection_head
+
+    body = torch.nn.Identity()
+    lightly_head = peers.PeerModel("lightly-simclr", body, 16).head
+    assert isinstance(list(lightly_head.modules())[-1], torch.nn.BatchNorm1d)  # SimCLRProjectionHead's last layer
+    head = peers.PeerModel("lightly-simclr", body, 16, head="tvdim").head
+    ref = projection_head(16, 16, 128)
+    assert [type(m) for m in head] == [type(m) for m in ref]
+    assert {k: v.shape for k, v in head.state_dict().items()} == {k: v.shape for k, v in ref.state_dict().items()}
+    for peer, kw in (("lightly-byol", {"head": "tvdim"}), ("lightly-byol", {"forward": "joint"}),
+                     ("lightly-simclr", {"forward": "both"})):
+        with pytest.raises(ValueError, match="is not one for"):
+            peers.PeerModel(peer, body, 16, **kw)
+
+
+@pytest.mark.parametrize("forward", peers.FORWARDS)
+def test_joint_forward_puts_both_views_in_one_backbone_batch(forward):
+    import copy
+
+    torch.manual_seed(0)
+    model = peers.PeerModel("lightly-simclr", torch.nn.BatchNorm1d(8), 8, forward=forward).train()
+    x0, x1 = torch.randn(6, 8), torch.randn(6, 8) * 3 + 2  # views with other statistics
+    ref = copy.deepcopy(model)
+    if forward == "joint":  # batch statistics over all 12 rows, then each view's rows
+        f0, f1 = ref.backbone(torch.cat([x0, x1])).split(6)
+    else:
+        f0, f1 = ref.backbone(x0), ref.backbone(x1)
+    expected = ref.criterion(ref.head(f0), ref.head(f1))
+    assert model.loss(x0, x1, 0.0).item() == pytest.approx(expected.item(), rel=1e-6)
+    assert torch.allclose(model.backbone.running_mean, ref.backbone.running_mean)
+
+
+def test_a_head_the_peer_has_not_stops_the_run_in_one_line(tmp_path):
+    with pytest.raises(SystemExit, match="peers: head 'tvdim' is not one for lightly-byol"):
+        peers.train_peer("lightly-byol", None, DATA, "resnet10t", 32, 4, 2, 0, tmp_path / "p", head="tvdim")
+
+
 def test_the_ablation_options_go_from_the_command_line_into_the_run(tmp_path):
     from tvdim.train.schedule import lr_factor
 
     out = tmp_path / "p"
     peers.main(["--peer", "lightly-simclr", "--backbone", "resnet10t", "--size", "32", "--batch", "4", "--steps", "2",
-                "--out", str(out), "--temperature", "0.1", "--optimizer", "tvdim", "--views", "tvdim", *DATA])
+                "--out", str(out), "--temperature", "0.1", "--optimizer", "tvdim", "--views", "tvdim", "--head", "tvdim",
+                "--forward", "joint", *DATA])
     peer = torch.load(out / "checkpoints" / "last.pt", map_location="cpu", weights_only=False)["peer"]
     assert peer["optimizer"] == "tvdim" and peer["temperature"] == 0.1 and peer["lr"] == 2e-4
-    assert peer["views"] == "tvdim"
+    assert (peer["views"], peer["head"], peer["forward"]) == ("tvdim", "tvdim", "joint")
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert last["step"] == 2 and last["lr"] == pytest.approx(2e-4 * lr_factor(1, 2, 500, 0.8, 0.2))  # stepped

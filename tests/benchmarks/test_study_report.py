@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 import pytest
@@ -247,14 +248,18 @@ def test_ablation_rows_hand_their_peer_options_to_the_peer_only(study, tmp_path,
     labels = [label for label, _, _ in study.plan("peers-ablation")]
     assert labels == ["simclr t=0.5", "lightly-simclr t=0.1", "lightly-simclr tvdim-optim",
                       "lightly-simclr t=0.1 tvdim-optim", "lightly-simclr tvdim-views", "lightly-simclr tvdim-recipe",
-                      "clip lr=5e-4", "tvdim lr=5e-4", "tvdim lr=5e-4 p=0.5"]
-    study.run(_run_args(tmp_path, experiment="peers-ablation", only=",".join(labels[1:6])))
+                      "lightly-simclr tvdim-recipe tvdim-head", "lightly-simclr tvdim-recipe joint",
+                      "lightly-simclr tvdim-all", "clip lr=5e-4", "tvdim lr=5e-4", "tvdim lr=5e-4 p=0.5"]
+    study.run(_run_args(tmp_path, experiment="peers-ablation", only=",".join(labels[1:9])))
+    recipe = {"temperature": 0.1, "optimizer": "tvdim", "views": "tvdim"}
     assert [(p, kw) for p, kw, _ in seen] == [("lightly-simclr", {"temperature": 0.1}),
                                              ("lightly-simclr", {"optimizer": "tvdim"}),
                                              ("lightly-simclr", {"temperature": 0.1, "optimizer": "tvdim"}),
                                              ("lightly-simclr", {"views": "tvdim"}),
-                                             ("lightly-simclr", {"temperature": 0.1, "optimizer": "tvdim",
-                                                                 "views": "tvdim"})]
+                                             ("lightly-simclr", recipe),
+                                             ("lightly-simclr", recipe | {"head": "tvdim"}),
+                                             ("lightly-simclr", recipe | {"forward": "joint"}),
+                                             ("lightly-simclr", recipe | {"head": "tvdim", "forward": "joint"})]
     assert not any(o.startswith("peer.") for _, _, overrides in seen for o in overrides)  # never a tvdim key
     lines = [json.loads(x) for x in (tmp_path / "out" / "results.jsonl").read_text().splitlines()]
     assert lines[2]["overrides"] == ["peer.temperature=0.1", "peer.optimizer=tvdim"]  # what made the row
@@ -415,3 +420,15 @@ def test_provenance_names_the_commit_and_whether_tracked_files_differ_from_it(st
     import torch
 
     assert torch.__version__.startswith(versions["torch"])
+
+
+@pytest.mark.parametrize("cmd,reads", [("run", True), ("transfer", True), ("detect", True), ("report", False)])
+def test_provenance_is_read_when_the_process_starts_not_when_its_first_line_is_written(study, tmp_path, monkeypatch,
+                                                                                       cmd, reads):
+    seen = []
+    monkeypatch.setattr(study, cmd, lambda args: seen.append(study.provenance.cache_info().currsize))
+    monkeypatch.setattr(sys, "argv", ["study.py", cmd, "--out", str(tmp_path)])
+    study.provenance.cache_clear()
+    study.main()
+    study.provenance.cache_clear()
+    assert seen == [1 if reads else 0]  # a commit made while a run trains is not the code it ran
