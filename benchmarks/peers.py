@@ -15,6 +15,11 @@ biases, cosine decay to 1 % after a warm-up of 10 % of the steps.
         --batch 64 --steps 400 --seed 0 --out runs/peers/lightly-simclr-s0
     tvdim evaluate runs/peers/lightly-simclr-s0/checkpoints/last.pt --out runs/peers/lightly-simclr-s0/eval
 
+To find out why lightly's SimCLR and tvdim's ``simclr`` differ (issue 21, item 4), each part of tvdim's recipe can be
+moved into lightly's code on its own: ``--temperature 0.1``, ``--optimizer tvdim``, ``--views tvdim`` (tvdim's AMDIM
+views), ``--head tvdim`` (tvdim's projection head) and ``--forward joint`` (both views as one backbone batch). These
+are ablations, not the peer; the study's ``peers-ablation`` experiment runs them.
+
 open_clip's CLIP is trained by open_clip's own trainer (``python -m open_clip_train.main``, on CPU here) on the same
 WebDataset shards (their ``.jpg`` / ``.txt``), with a model config whose image tower is the same timm backbone and
 whose text tower has tvdim's text size (``text.dim`` / ``text.layers`` / ``text.heads`` / ``text.max_len``; open_clip
