@@ -68,11 +68,11 @@ DEFAULTS = {"views": "lightly", "head": "lightly", "forward": "per-view"}  # lig
 class PeerModel(torch.nn.Module):
     """Backbone + lightly's heads for one peer; ``loss(x0, x1, progress)`` is the peer's objective on two view batches.
 
-    Two departures for lightly-simclr exist only to explain its gap to tvdim's simclr (issue 21, item 4):
+    Two departures exist only to explain lightly-simclr's gap to tvdim's simclr (issue 21, item 4):
     ``head="tvdim"`` puts tvdim's projection head (Linear with bias -> BN -> ReLU -> Linear) in place of lightly's
     ``SimCLRProjectionHead`` (no biases, and a BatchNorm on the output), and ``forward="joint"`` passes both views
     through the backbone as one batch of 2B, as tvdim does, so that BatchNorm's batch statistics span both views
-    (lightly's examples pass each view as its own batch)."""
+    (lightly's examples pass each view as its own batch; any peer but BYOL, whose views feed two networks)."""
 
     def __init__(self, peer: str, backbone: torch.nn.Module, dim: int, temperature: float | None = None,
                  head: str = "lightly", forward: str = "per-view") -> None:
@@ -89,13 +89,10 @@ class PeerModel(torch.nn.Module):
             raise ValueError(f"forward {forward!r} is not one for {peer}; choose from {', '.join(FORWARDS)} "
                              "(BYOL: per-view)")
         self.joint = forward == "joint"
-        if peer == "lightly-simclr" and head == "tvdim":
+        if peer == "lightly-simclr":
             from tvdim.methods.contrastive import projection_head
 
-            self.head = projection_head(dim, dim, 128)
-            self.criterion = NTXentLoss() if temperature is None else NTXentLoss(temperature=temperature)
-        elif peer == "lightly-simclr":
-            self.head = SimCLRProjectionHead(dim, dim, 128)
+            self.head = projection_head(dim, dim, 128) if head == "tvdim" else SimCLRProjectionHead(dim, dim, 128)
             self.criterion = NTXentLoss() if temperature is None else NTXentLoss(temperature=temperature)
         elif peer == "lightly-byol":
             self.head = BYOLProjectionHead(dim, 1024, 256)
@@ -211,9 +208,10 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
 
     The defaults are lightly's example. Five departures exist only to explain a gap to tvdim's own recipe (issue 21,
     item 4): ``temperature`` (lightly-simclr's NT-Xent temperature; the example's is 0.5), ``optimizer="tvdim"``
-    (tvdim's Adam, lr schedule and warm-up from the config's ``optim`` section instead of SGD lr 0.06) and
-    ``views="tvdim"`` (tvdim's AMDIM views instead of lightly's transform, see :func:`view_transform`), ``head`` and
-    ``forward`` (tvdim's projection head; both views as one backbone batch; see :class:`PeerModel`).
+    (tvdim's Adam, lr schedule and warm-up from the config's ``optim`` section instead of SGD lr 0.06),
+    ``views="tvdim"`` (tvdim's AMDIM views instead of lightly's transform, see :func:`view_transform`),
+    ``head="tvdim"`` (tvdim's projection head) and ``forward="joint"`` (both views as one backbone batch; see
+    :class:`PeerModel`).
     ``optimizer="lars"`` is lightly's benchmark recipe, for a peer whose example settings diverge (VICReg).
 
     Every ``ckpt_every`` steps the whole training state (model, optimiser, schedule, data position, random states)

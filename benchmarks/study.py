@@ -285,7 +285,8 @@ def _train_peer(peer: str, overrides: list[str], cfg: Any, data: Path, out: Path
                                  workers=args.workers, device=device, ckpt_every=cfg.train.ckpt_every)
 
 
-PEER_OPTIONS = {"temperature": float, "optimizer": str, "views": str, "head": str, "forward": str}  # a lightly peer's departures (benchmarks/peers.py)
+# a lightly peer's departures from its example (benchmarks/peers.py)
+PEER_OPTIONS = {"temperature": float, "optimizer": str, "views": str, "head": str, "forward": str}
 
 
 def peer_kwargs(overrides: list[str]) -> dict[str, Any]:
