@@ -138,7 +138,7 @@ def view_transform(peer: str, size: int, views: str = "lightly") -> Any:
 
         return TwoViews(size)
     if views != "lightly":
-        raise SystemExit(f"peers: unknown views {views!r}; choose from {', '.join(VIEWS)}")
+        raise ValueError(f"unknown views {views!r}; choose from {', '.join(VIEWS)}")
     from lightly.transforms import BYOLTransform, SimCLRTransform, VICRegTransform
     from lightly.transforms.byol_transform import BYOLView1Transform, BYOLView2Transform
 
@@ -229,12 +229,12 @@ def train_peer(peer: str, cfg_path: str | None, overrides: list[str], backbone: 
     random.seed(seed)
     np.random.seed(seed)  # lightly's blur and solarisation draw from numpy's global generator
     body = timm.create_model(backbone, pretrained=False, num_classes=0, **timm_kwargs(backbone, size))
-    try:
+    try:  # a departure the peer does not have: one line, before any training
         model = PeerModel(peer, body, body.num_features, temperature, head, forward).train().to(device)
+        tf = view_transform(peer, size, views)
     except ValueError as exc:
         raise SystemExit(f"peers: {exc}") from None
     opt, sched = peer_optimizer(optimizer, model, cfg.optim, steps, batch)
-    tf = view_transform(peer, size, views)
     signature = {"peer": peer, "overrides": overrides, "backbone": backbone, "size": size, "batch": batch,
                  "steps": steps, "seed": seed, "temperature": temperature, "optimizer": optimizer}
     departures = {"views": views, "head": head, "forward": forward}
@@ -478,11 +478,11 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--optimizer", choices=OPTIMIZERS, default="lightly",
                     help="lightly peers: the example's SGD lr 0.06 (default), lightly's LARS benchmark recipe (for "
                          "VICReg, whose example diverges) or tvdim's Adam recipe (an ablation)")
-    ap.add_argument("--views", choices=VIEWS, default="lightly",
+    ap.add_argument("--views", choices=VIEWS, default=DEFAULTS["views"],
                     help="lightly peers: the example's view transform (default) or tvdim's AMDIM views (an ablation)")
-    ap.add_argument("--head", choices=HEADS, default="lightly",
+    ap.add_argument("--head", choices=HEADS, default=DEFAULTS["head"],
                     help="lightly-simclr: lightly's SimCLRProjectionHead (default) or tvdim's head (an ablation)")
-    ap.add_argument("--forward", choices=FORWARDS, default="per-view",
+    ap.add_argument("--forward", choices=FORWARDS, default=DEFAULTS["forward"],
                     help="lightly peers: each view through the backbone as its own batch (default, lightly's "
                          "examples) or both views as one batch as tvdim does (an ablation)")
     ap.add_argument("overrides", nargs="*", help="section.key=value (data.* of the tvdim config)")

@@ -66,7 +66,9 @@ def test_a_cut_off_peer_run_continues_to_the_weights_of_an_uncut_one(tmp_path, m
     assert all(torch.equal(a[k], b[k]) for k in a)
     steps = [json.loads(ln)["step"] for ln in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert steps == [1, 2, 3, 4]  # step 3 was redone from the step-2 checkpoint, and logged once
-    # other settings in the same folder: not continued
+    # other settings in the same folder: not continued (an ablation's other views, another seed)
+    peers.train_peer(out=tmp_path / "cut", **dict(run, views="tvdim"))
+    assert "other settings" in capsys.readouterr().out
     peers.train_peer(out=tmp_path / "cut", **dict(run, seed=1))
     assert "other settings" in capsys.readouterr().out
     # a damaged state file: named, and the run starts afresh
@@ -305,7 +307,7 @@ def test_tvdim_views_are_the_views_every_tvdim_row_trains_on():
     lightly_views = draw(peers.view_transform("lightly-simclr", 64))
     assert lightly_views[0].shape == ours[0].shape == (3, 64, 64)
     assert not torch.equal(lightly_views[0], ours[0])  # the default stays lightly's own transform
-    with pytest.raises(SystemExit, match="views"):
+    with pytest.raises(ValueError, match="unknown views 'solo'"):
         peers.view_transform("lightly-simclr", 64, "solo")
 
 
@@ -345,6 +347,9 @@ def test_joint_forward_puts_both_views_in_one_backbone_batch(forward):
 def test_a_head_the_peer_has_not_stops_the_run_in_one_line(tmp_path):
     with pytest.raises(SystemExit, match="peers: head 'tvdim' is not one for lightly-byol"):
         peers.train_peer("lightly-byol", None, DATA, "resnet10t", 32, 4, 2, 0, tmp_path / "p", head="tvdim")
+    with pytest.raises(SystemExit, match="peers: unknown views 'solo'"):  # e.g. a misspelt peer.views= of a study row
+        peers.train_peer("lightly-simclr", None, DATA, "resnet10t", 32, 4, 2, 0, tmp_path / "p", views="solo")
+    assert not (tmp_path / "p" / "metrics.jsonl").exists()  # stopped before any training
 
 
 def test_the_ablation_options_go_from_the_command_line_into_the_run(tmp_path):
